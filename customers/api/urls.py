@@ -1,0 +1,16 @@
+from django.urls import path
+
+from customers.api import ingest, read
+
+urlpatterns = [
+    # Ingestion: the Segment tracking spec.
+    path("identify", ingest.identify, name="api-identify"),
+    path("track", ingest.track, name="api-track"),
+    path("batch", ingest.batch, name="api-batch"),
+    # Read API.
+    path("customers", read.customer_list, name="api-customer-list"),
+    path("customers/<str:external_id>", read.customer_detail, name="api-customer-detail"),
+    path("customers/<str:external_id>/events", read.customer_events, name="api-customer-events"),
+    path("customers/<str:external_id>/messages", read.customer_messages, name="api-customer-messages"),
+    path("customers/<str:external_id>/consent", read.customer_consent, name="api-customer-consent"),
+]

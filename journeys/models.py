@@ -1,0 +1,1 @@
+"""Journeys, their versions and node kinds arrive with the journey-engine issue."""

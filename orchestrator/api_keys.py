@@ -1,0 +1,175 @@
+"""API keys: creation, hashing, authentication and the per-key rate limit.
+
+A key looks like ``chorus_<prefix>.<secret>``. The prefix finds the row; the secret is
+compared against its SHA-256 (the secret has 256 bits of entropy, so a slow password
+hash would add nothing but latency on every ingestion request).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone
+from rest_framework import exceptions
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.permissions import BasePermission
+
+from orchestrator.models import ApiKey, ApiScope
+
+KEY_PREFIX = "chorus_"
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CreatedKey:
+    api_key: ApiKey
+    clear_key: str
+
+
+def validate_scopes(scopes: list[str]) -> list[str]:
+    valid = set(ApiScope.values)
+    unknown = [s for s in scopes if s not in valid]
+    if unknown:
+        raise ValueError(f"scopes: unknown scope(s) {', '.join(unknown)}; choose from {', '.join(sorted(valid))}")
+    if not scopes:
+        raise ValueError("scopes: at least one scope is required")
+    return sorted(set(scopes))
+
+
+@transaction.atomic
+def do_create_api_key(name: str, scopes: list[str], *, source: str = "", created_by=None) -> CreatedKey:
+    prefix = secrets.token_hex(4)
+    secret = secrets.token_urlsafe(32)
+    api_key = ApiKey.objects.create(
+        name=name,
+        source=source or name,
+        prefix=prefix,
+        hashed_secret=_hash(secret),
+        scopes=validate_scopes(scopes),
+        created_by=created_by,
+    )
+    return CreatedKey(api_key=api_key, clear_key=f"{KEY_PREFIX}{prefix}.{secret}")
+
+
+def do_revoke_api_key(api_key: ApiKey) -> None:
+    ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
+def find_key(clear_key: str) -> ApiKey | None:
+    if not clear_key.startswith(KEY_PREFIX) or "." not in clear_key:
+        return None
+    prefix, _, secret = clear_key[len(KEY_PREFIX) :].partition(".")
+    api_key = ApiKey.objects.filter(prefix=prefix, revoked_at__isnull=True).first()
+    if api_key is None or not hmac.compare_digest(api_key.hashed_secret, _hash(secret)):
+        return None
+    return api_key
+
+
+class RateLimited(exceptions.Throttled):
+    default_detail = "Rate limit exceeded for this API key."
+
+
+def check_rate_limit(api_key: ApiKey) -> None:
+    """Fixed one-minute windows counted in the shared cache (Redis in production)."""
+    limit = api_key.rate_limit_per_minute or settings.API_RATE_LIMIT_PER_MINUTE
+    now = time.time()
+    window = int(now // 60)
+    cache_key = f"ratelimit:{api_key.pk}:{window}"
+    if cache.add(cache_key, 1, timeout=70):
+        count = 1
+    else:
+        try:
+            count = cache.incr(cache_key)
+        except ValueError:  # expired between add and incr
+            cache.add(cache_key, 1, timeout=70)
+            count = 1
+    if count > limit:
+        raise RateLimited(wait=max(1, int(60 - now % 60) + 1))
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    """``Authorization: Bearer chorus_…``. Sets request.user to None and request.auth to the ApiKey."""
+
+    keyword = "bearer"
+
+    def authenticate(self, request):
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        if not header:
+            return None
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != self.keyword or not token.strip():
+            raise exceptions.AuthenticationFailed("Authorization: expected 'Bearer <api key>'.")
+        api_key = find_key(token.strip())
+        if api_key is None:
+            raise exceptions.AuthenticationFailed("Authorization: unknown or revoked API key.")
+        check_rate_limit(api_key)
+        _touch(api_key)
+        return (ApiKeyUser(api_key), api_key)
+
+    def authenticate_header(self, request):
+        return 'Bearer realm="chorus"'
+
+
+def _touch(api_key: ApiKey) -> None:
+    """Record last use at most once a minute per key, so hot paths don't write per request."""
+    if cache.add(f"apikey-touched:{api_key.pk}", 1, timeout=60):
+        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=timezone.now())
+
+
+class ApiKeyUser:
+    """Stands in for request.user when a request is authenticated by an API key."""
+
+    is_authenticated = True
+    is_anonymous = False
+    is_staff = False
+    is_superuser = False
+
+    def __init__(self, api_key: ApiKey):
+        self.api_key = api_key
+        self.pk = None
+        self.id = None
+        self.username = f"apikey:{api_key.name}"
+
+    def __str__(self) -> str:
+        return self.username
+
+    def has_perm(self, perm, obj=None) -> bool:
+        return False
+
+
+def request_source(request) -> str:
+    """The event source for a request: the key's source label, or 'web' for a signed-in user."""
+    return request.auth.source if isinstance(request.auth, ApiKey) else "web"
+
+
+class HasScope(BasePermission):
+    """Allows an API key holding ``required_scope``, or a signed-in user with ``required_capability``.
+
+    Views set ``required_scope`` and ``required_capability`` (see orchestrator.roles).
+    """
+
+    message = "This API key lacks the scope this endpoint needs."
+
+    def has_permission(self, request, view) -> bool:
+        from orchestrator.roles import has_capability
+
+        if isinstance(request.auth, ApiKey):
+            scope = getattr(view, "required_scope", None)
+            if isinstance(scope, dict):
+                scope = scope.get(request.method, scope.get("*"))
+            return bool(scope) and request.auth.has_scope(scope)
+        user = request.user
+        capability = getattr(view, "required_capability", None)
+        if isinstance(capability, dict):
+            capability = capability.get(request.method, capability.get("*"))
+        return bool(user and user.is_authenticated and capability and has_capability(user, capability))

@@ -1,0 +1,54 @@
+"""Shared fixtures: API keys with scopes, users in roles, an authenticated API client."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from orchestrator.api_keys import do_create_api_key
+from orchestrator.roles import Role
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def make_api_key(db):
+    """make_api_key(scopes=["ingest"], name=None) -> (ApiKey, clear key)."""
+    counter = {"n": 0}
+
+    def make(scopes=("ingest",), name=None, source=""):
+        counter["n"] += 1
+        created = do_create_api_key(name or f"test-key-{counter['n']}", list(scopes), source=source)
+        return created.api_key, created.clear_key
+
+    return make
+
+
+@pytest.fixture
+def api_client(make_api_key):
+    """An APIClient authenticated with a key holding every scope."""
+    _, clear = make_api_key(("ingest", "read", "manage"), name="all-scopes")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {clear}")
+    return client
+
+
+@pytest.fixture
+def make_user(db):
+    """make_user(role=Role.MARKETER, username=None) -> User in that role's group."""
+
+    def make(role: Role | None = None, username: str | None = None, superuser: bool = False):
+        name = username or f"{(role.value if role else 'nobody').lower().replace(' ', '-')}-user"
+        user = User.objects.create_user(name, f"{name}@example.com", "correct-horse-battery", is_superuser=superuser, is_staff=superuser)
+        if role is not None:
+            user.groups.add(Group.objects.get(name=role.value))
+        return user
+
+    return make

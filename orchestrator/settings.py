@@ -107,7 +107,7 @@ else:
             "transaction_mode": "IMMEDIATE",
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         },
-        "TEST": {"NAME": VAR_DIR / "test.sqlite3"},
+        "TEST": {"NAME": VAR_DIR / f"{env_str('TEST_DATABASE_NAME', 'test')}.sqlite3"},
     }
 DATABASES = {"default": _default_db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -1,0 +1,176 @@
+"""Pieces shared by the benchmarks: a PostgreSQL database, a production-shaped server, a
+lean HTTP/1.1 load generator on raw asyncio sockets (so the client, not the server, is
+not the bottleneck on a 2-core box), and percentile maths."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def database_url() -> str:
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        sys.exit("DATABASE_URL: required (postgres://user@host:port/dbname); benchmarks run on PostgreSQL")
+    if urlparse(url).scheme not in {"postgres", "postgresql"}:
+        sys.exit("DATABASE_URL: benchmarks need PostgreSQL (postgres://…)")
+    return url
+
+
+def ensure_database(url: str) -> None:
+    """Create the database named in the URL if it does not exist."""
+    import psycopg
+
+    parsed = urlparse(url)
+    name = parsed.path.lstrip("/")
+    admin = parsed._replace(path="/postgres").geturl()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def server_env(url: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "DATABASE_URL": url,
+            "CHORUS_PRODUCTION": "1",
+            "SECRET_KEY": "bench-" + "x" * 60,
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "SECURE_SSL_REDIRECT": "0",
+            "LOG_LEVEL": "WARNING",
+            "PYTHONPATH": str(ROOT),
+        }
+    )
+    env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+    return env
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run(
+        [PYTHON, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        sys.exit(f"manage.py {' '.join(args)} failed:\n{result.stderr[-2000:]}")
+    return result.stdout
+
+
+@contextmanager
+def production_server(env: dict[str, str], port: int, workers: int):
+    """uvicorn serving the ASGI app with several worker processes, as in docs/deploy.md."""
+    cmd = [
+        PYTHON, "-m", "uvicorn", "orchestrator.asgi:application",
+        "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+        "--no-access-log", "--log-level", "warning", "--loop", "uvloop", "--http", "httptools",
+    ]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
+    try:
+        wait_for_http(port)
+        yield proc
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def wait_for_http(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                if s.recv(64).startswith(b"HTTP/1.1 200"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    sys.exit(f"server on port {port} did not answer /healthz within {timeout:.0f}s")
+
+
+def percentile(sorted_values: list[float], pct: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, round(pct / 100 * len(sorted_values) + 0.5) - 1))
+    return sorted_values[index]
+
+
+async def _read_response(reader: asyncio.StreamReader) -> int:
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    if length:
+        await reader.readexactly(length)
+    return status
+
+
+async def _connection(port: int, path: str, key: str, bodies, deadline: float, latencies: list, errors: list):
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        while time.monotonic() < deadline:
+            body = next(bodies)
+            request = (
+                f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode() + body
+            started = time.perf_counter()
+            writer.write(request)
+            status = await _read_response(reader)
+            latencies.append(time.perf_counter() - started)
+            if status != 200:
+                errors.append(status)
+    finally:
+        writer.close()
+
+
+async def _drive(port, path, key, make_body, concurrency, seconds):
+    latencies: list[float] = []
+    errors: list[int] = []
+    counter = iter(range(10**12))
+
+    def bodies():
+        while True:
+            yield make_body(next(counter))
+
+    gen = bodies()
+    deadline = time.monotonic() + seconds
+    started = time.perf_counter()
+    await asyncio.gather(
+        *(_connection(port, path, key, gen, deadline, latencies, errors) for _ in range(concurrency))
+    )
+    return latencies, errors, time.perf_counter() - started
+
+
+def load(port: int, path: str, key: str, make_body, *, concurrency: int, seconds: float):
+    """Run a closed-loop load; returns (sorted latencies in seconds, error statuses, elapsed s)."""
+    latencies, errors, elapsed = asyncio.run(_drive(port, path, key, make_body, concurrency, seconds))
+    latencies.sort()
+    return latencies, errors, elapsed
+
+
+def dumps(obj) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()

@@ -104,6 +104,9 @@ class ConsentChange(models.Model):
         ordering = ["-changed_at", "-id"]
         indexes = [models.Index(fields=["customer", "-changed_at"], name="consent_change_customer_idx")]
 
+    def __str__(self) -> str:
+        return f"{self.channel}/{self.category}: {self.previous_status or '∅'} → {self.status}"
+
 
 class Event(models.Model):
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="events")
@@ -112,7 +115,8 @@ class Event(models.Model):
     occurred_at = models.DateTimeField()
     received_at = models.DateTimeField(default=dj_timezone.now)
     source = models.CharField(max_length=120, help_text="The API key's source label, or 'demo', 'web'…")
-    source_message_id = models.CharField(max_length=255, null=True, blank=True)
+    # NULL, not "", when absent: the unique constraint below only covers present ids.
+    source_message_id = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
 
     class Meta:
         ordering = ["-occurred_at", "-id"]
@@ -141,7 +145,8 @@ class ProfileUpdate(models.Model):
     occurred_at = models.DateTimeField()
     received_at = models.DateTimeField(default=dj_timezone.now)
     source = models.CharField(max_length=120)
-    source_message_id = models.CharField(max_length=255, null=True, blank=True)
+    # NULL, not "", when absent: the unique constraint below only covers present ids.
+    source_message_id = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
 
     class Meta:
         ordering = ["-occurred_at", "-id"]
@@ -153,6 +158,9 @@ class ProfileUpdate(models.Model):
             ),
         ]
         indexes = [models.Index(fields=["customer", "-occurred_at"], name="profile_update_customer_idx")]
+
+    def __str__(self) -> str:
+        return f"identify {', '.join(sorted(self.changes)) or '(no changes)'} @ {self.occurred_at:%Y-%m-%d %H:%M}"
 
 
 def hash_identifier(value: str) -> str:

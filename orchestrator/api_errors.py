@@ -7,6 +7,8 @@ reason, so a producer can fix its payload without reading our code.
 
 from __future__ import annotations
 
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -42,6 +44,12 @@ def error_body(code: str, message: str, fields: list[dict] | None = None) -> dic
 
 
 def exception_handler(exc, context):
+    # DRF turns Django's Http404 and PermissionDenied into its own exceptions only inside its
+    # handler; convert first so they get our shape too (get_object_or_404 raises Http404).
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound(str(exc) or None)
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied(str(exc) or None)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
@@ -54,7 +62,8 @@ def exception_handler(exc, context):
         response.data = error_body("rate_limited", str(exc.detail))
     elif isinstance(exc, exceptions.APIException):
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-        response.data = error_body(exc.default_code, detail)
+        code = exc.detail.code if isinstance(exc.detail, exceptions.ErrorDetail) else exc.default_code
+        response.data = error_body(code or exc.default_code, detail)
     return response
 
 

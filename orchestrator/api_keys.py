@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
 import time
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
@@ -46,19 +47,49 @@ def validate_scopes(scopes: list[str]) -> list[str]:
     return sorted(set(scopes))
 
 
-@transaction.atomic
-def do_create_api_key(name: str, scopes: list[str], *, source: str = "", created_by=None) -> CreatedKey:
-    prefix = secrets.token_hex(4)
-    secret = secrets.token_urlsafe(32)
-    api_key = ApiKey.objects.create(
-        name=name,
-        source=source or name,
-        prefix=prefix,
-        hashed_secret=_hash(secret),
-        scopes=validate_scopes(scopes),
-        created_by=created_by,
-    )
-    return CreatedKey(api_key=api_key, clear_key=f"{KEY_PREFIX}{prefix}.{secret}")
+def validate_rate_limit(rate_limit_per_minute: int | None) -> int | None:
+    if rate_limit_per_minute is not None and rate_limit_per_minute < 1:
+        raise ValueError("rate_limit_per_minute: must be at least 1 (leave it unset for the default)")
+    return rate_limit_per_minute
+
+
+def do_create_api_key(
+    name: str,
+    scopes: list[str],
+    *,
+    source: str = "",
+    rate_limit_per_minute: int | None = None,
+    created_by=None,
+) -> CreatedKey:
+    """Create a key; only its hash is stored, the clear key exists only in the result.
+
+    Raises ValueError naming the field for an empty or taken name, a bad scope or limit.
+    """
+    name = name.strip()
+    if not name:
+        raise ValueError("name: a name is required")
+    scopes = validate_scopes(scopes)
+    validate_rate_limit(rate_limit_per_minute)
+    for _ in range(3):  # a new random prefix if one ever collides
+        prefix = secrets.token_hex(4)
+        secret = secrets.token_urlsafe(32)
+        try:
+            with transaction.atomic():
+                api_key = ApiKey.objects.create(
+                    name=name,
+                    source=source.strip() or name,
+                    prefix=prefix,
+                    hashed_secret=_hash(secret),
+                    scopes=scopes,
+                    rate_limit_per_minute=rate_limit_per_minute,
+                    created_by=created_by,
+                )
+        except IntegrityError:
+            if ApiKey.objects.filter(name=name).exists():
+                raise ValueError(f"name: an API key named {name!r} already exists") from None
+            continue
+        return CreatedKey(api_key=api_key, clear_key=f"{KEY_PREFIX}{prefix}.{secret}")
+    raise RuntimeError("could not draw an unused API key prefix in 3 attempts")
 
 
 def do_revoke_api_key(api_key: ApiKey) -> None:
@@ -94,7 +125,8 @@ def check_rate_limit(api_key: ApiKey) -> None:
             cache.add(cache_key, 1, timeout=70)
             count = 1
     if count > limit:
-        raise RateLimited(wait=max(1, int(60 - now % 60) + 1))
+        # Seconds until the next window opens, rounded up so a client never retries early.
+        raise RateLimited(wait=max(1, math.ceil(60 - now % 60)))
 
 
 class ApiKeyAuthentication(BaseAuthentication):
@@ -155,7 +187,9 @@ def request_source(request) -> str:
 class HasScope(BasePermission):
     """Allows an API key holding ``required_scope``, or a signed-in user with ``required_capability``.
 
-    Views set ``required_scope`` and ``required_capability`` (see orchestrator.roles).
+    Views set ``required_scope`` and ``required_capability`` (see orchestrator.roles), each
+    either one value or a dict keyed by HTTP method (``"*"`` for any other method); HEAD
+    follows GET. Function views get them from ``api_access`` above ``@api_view``.
     """
 
     message = "This API key lacks the scope this endpoint needs."
@@ -163,13 +197,38 @@ class HasScope(BasePermission):
     def has_permission(self, request, view) -> bool:
         from orchestrator.roles import has_capability
 
+        if request.method.lower() not in getattr(view, "http_method_names", ()):
+            # Let the view answer 405 to a known caller, rather than a misleading 403.
+            return bool(request.user and request.user.is_authenticated)
         if isinstance(request.auth, ApiKey):
-            scope = getattr(view, "required_scope", None)
-            if isinstance(scope, dict):
-                scope = scope.get(request.method, scope.get("*"))
+            scope = _for_method(getattr(view, "required_scope", None), request.method)
+            self.message = f"This API key lacks the {scope!r} scope this endpoint needs."
             return bool(scope) and request.auth.has_scope(scope)
         user = request.user
-        capability = getattr(view, "required_capability", None)
-        if isinstance(capability, dict):
-            capability = capability.get(request.method, capability.get("*"))
+        capability = _for_method(getattr(view, "required_capability", None), request.method)
+        self.message = f"Your role does not allow {capability}."
         return bool(user and user.is_authenticated and capability and has_capability(user, capability))
+
+
+def _for_method(requirement, method: str):
+    if not isinstance(requirement, dict):
+        return requirement
+    if method == "HEAD" and "HEAD" not in requirement:
+        method = "GET"
+    return requirement.get(method, requirement.get("*"))
+
+
+def api_access(*, scope: str | dict[str, str], capability: str | dict[str, str]):
+    """Decorator placed above ``@api_view``: who may call a function view.
+
+    ``api_view`` copies only DRF's own policy attributes onto the class it builds, so the
+    requirements are set on that class here.
+    """
+
+    def decorate(view):
+        view.cls.required_scope = scope
+        view.cls.required_capability = capability
+        view.cls.permission_classes = [HasScope]
+        return view
+
+    return decorate

@@ -52,3 +52,12 @@ def make_user(db):
         return user
 
     return make
+
+
+@pytest.fixture
+def ingest_client(make_api_key):
+    """An APIClient whose key holds only the ``ingest`` scope, with source label ``crm``."""
+    _, clear = make_api_key(("ingest",), name="ingest-only", source="crm")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {clear}")
+    return client

@@ -1,0 +1,91 @@
+"""Admin for the message ledger: read-only, because only channels_app.ledger writes it."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.contrib import admin
+from django.db.models import Q
+
+from channels_app.models import Message, MessageTransition
+from customers.admin import customer_link
+from orchestrator.admin import ReadOnlyModelAdmin, ReadOnlyTabularInline, pretty_json
+
+TIMESTAMPS = [
+    "queued_at", "sending_at", "sent_at", "delivered_at", "opened_at", "clicked_at",
+    "converted_at", "failed_at", "bounced_at", "suppressed_at", "deferred_at", "unknown_at", "updated_at",
+]
+
+
+class MessageTransitionInline(ReadOnlyTabularInline):
+    model = MessageTransition
+    fields = ["at", "from_status", "to_status", "detail"]
+    readonly_fields = fields
+    show_change_link = False
+
+
+class LedgerReadOnly(ReadOnlyModelAdmin):
+    """Nobody edits or deletes the ledger here, superusers included."""
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+# The ledger is the biggest table: no date_hierarchy (a DISTINCT over every row to list
+# the years), no full result count; the date filter and searches use its indexes.
+@admin.register(Message)
+class MessageAdmin(LedgerReadOnly):
+    list_display = ["queued_at", "short_id", "customer_column", "channel", "category", "status", "provider", "summary"]
+    list_filter = ["channel", "status", "category", "provider", "queued_at"]
+    # What get_search_results below searches (exact matches, each served by an index).
+    search_fields = ["=public_id", "=idempotency_key", "=provider_message_id", "=customer__external_id"]
+    search_help_text = "Exact public id, idempotency key, provider message id or customer external id."
+    list_select_related = ["customer"]
+    show_full_result_count = False
+    inlines = [MessageTransitionInline]
+    fieldsets = [
+        (None, {"fields": ["public_id", "customer_column", "channel", "category", "status", "error"]}),
+        ("Content", {"fields": ["template_name", "content_json"]}),
+        ("Provider", {"fields": ["provider", "provider_message_id", "idempotency_key"]}),
+        ("Journey", {"fields": ["journey_id", "journey_version_id", "node_id", "enrollment_id"]}),
+        ("Timestamps", {"fields": TIMESTAMPS}),
+    ]
+    readonly_fields = [
+        "public_id", "customer_column", "channel", "category", "status", "error", "template_name", "content_json",
+        "provider", "provider_message_id", "idempotency_key", "journey_id", "journey_version_id", "node_id",
+        "enrollment_id", *TIMESTAMPS,
+    ]
+
+    @admin.display(description="Id", ordering="public_id")
+    def short_id(self, obj: Message) -> str:
+        return str(obj.public_id)[:8]
+
+    @admin.display(description="Customer", ordering="customer__external_id")
+    def customer_column(self, obj: Message) -> str:
+        return customer_link(obj.customer)
+
+    @admin.display(description="Content")
+    def content_json(self, obj: Message) -> str:
+        return pretty_json(obj.content)
+
+    def get_search_results(self, request, queryset, search_term):
+        """A UUID is looked up as a public id exactly; other terms as exact keys and ids."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        match = Q(idempotency_key=term) | Q(provider_message_id=term) | Q(customer__external_id=term)
+        try:
+            match |= Q(public_id=uuid.UUID(term))
+        except ValueError:
+            pass
+        return queryset.filter(match), False
+
+
+@admin.register(MessageTransition)
+class MessageTransitionAdmin(LedgerReadOnly):
+    list_display = ["at", "message", "from_status", "to_status", "detail"]
+    list_filter = ["to_status", "from_status", "at"]
+    search_fields = ["=message__idempotency_key"]
+    list_select_related = ["message"]
+    show_full_result_count = False
+    readonly_fields = ["message", "from_status", "to_status", "at", "detail"]

@@ -1,0 +1,319 @@
+"""The message ledger: the one place that writes Message rows and moves their status.
+
+A message is written (queued) before any provider is called, under a unique
+idempotency key, so a retried step finds its message instead of sending twice. Every
+status change is a conditional UPDATE on the status we read (compare-and-swap), so two
+workers, or a worker and a webhook, can never both win the same transition.
+
+Receipts arrive late and out of order (a click before its delivery receipt, a delivery
+receipt after the open). Engagement only ever moves forward along
+sent → delivered → opened → clicked → converted; a receipt for a step already passed
+records its timestamp without moving the status back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from django.db import IntegrityError, transaction
+from django.db.models import Count, DateTimeField, F, QuerySet, Value
+from django.db.models.functions import Coalesce, TruncHour
+from django.utils import timezone
+
+from channels_app.models import Message, MessageStatus, MessageTransition
+from customers.enums import Category, Channel
+
+S = MessageStatus
+
+# The lifecycle, as one table: status → statuses it may move to.
+ALLOWED_TRANSITIONS: dict[MessageStatus, frozenset[MessageStatus]] = {
+    S.QUEUED: frozenset({S.SENDING, S.SUPPRESSED, S.DEFERRED, S.FAILED}),
+    S.DEFERRED: frozenset({S.QUEUED, S.SUPPRESSED}),
+    # A provider's receipt can outrun the worker's own "sent" write (the webhook lands
+    # before the worker commits), so a sending message accepts receipts directly.
+    S.SENDING: frozenset({S.SENT, S.FAILED, S.UNKNOWN, S.DELIVERED, S.OPENED, S.CLICKED, S.BOUNCED}),
+    S.SENT: frozenset({S.DELIVERED, S.OPENED, S.CLICKED, S.BOUNCED, S.FAILED, S.CONVERTED}),
+    S.DELIVERED: frozenset({S.OPENED, S.CLICKED, S.BOUNCED, S.CONVERTED}),
+    S.OPENED: frozenset({S.CLICKED, S.CONVERTED}),
+    S.CLICKED: frozenset({S.CONVERTED}),
+    # "Unknown" means the provider may have sent: any provider evidence resolves it.
+    # A conversion is not provider evidence, so it cannot resolve it.
+    S.UNKNOWN: frozenset({S.SENT, S.DELIVERED, S.OPENED, S.CLICKED, S.BOUNCED, S.FAILED}),
+    S.CONVERTED: frozenset(),
+    S.FAILED: frozenset(),
+    S.BOUNCED: frozenset(),
+    S.SUPPRESSED: frozenset(),
+}
+
+# Statuses a message may move *into* `to`, derived from the table above.
+ALLOWED_FROM: dict[MessageStatus, frozenset[MessageStatus]] = {
+    to: frozenset(src for src, targets in ALLOWED_TRANSITIONS.items() if to in targets)
+    for to in MessageStatus
+}
+
+# Forward-only engagement. A receipt ranked below the current status is "late": its
+# timestamp is recorded, the status stays.
+ENGAGEMENT_RANK: dict[MessageStatus, int] = {
+    S.SENT: 0,
+    S.DELIVERED: 1,
+    S.OPENED: 2,
+    S.CLICKED: 3,
+    S.CONVERTED: 4,
+}
+
+# A click implies an open: clicking fills opened_at (if still empty) with the click's
+# time, since many opens are never reported (images blocked). Delivery is not implied:
+# it is the provider's own signal, and a late delivery receipt still records its time.
+IMPLIED: dict[MessageStatus, tuple[MessageStatus, ...]] = {
+    S.CLICKED: (S.OPENED,),
+}
+
+# Statuses whose `detail` is also kept on the message as its error.
+ERROR_STATUSES = frozenset({S.FAILED, S.BOUNCED, S.UNKNOWN})
+
+# Statuses of messages that were, will be, or may have been sent: what frequency caps
+# and cadence dashboards count. A queued message has passed the governor already.
+COUNTED_STATUSES = frozenset(set(MessageStatus) - {S.DEFERRED, S.SUPPRESSED, S.FAILED})
+
+
+class InvalidMessageRequest(ValueError):
+    """A queue request that names an unknown channel or category, or lacks a key."""
+
+
+class IllegalTransition(Exception):
+    def __init__(self, message_id: int, from_status: str, to_status: str):
+        self.message_id, self.from_status, self.to_status = message_id, from_status, to_status
+        super().__init__(f"message {message_id}: illegal transition {from_status} → {to_status}")
+
+
+class IdempotencyConflict(Exception):
+    """The idempotency key already belongs to a message for another customer or channel."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueueRequest:
+    customer_id: int
+    channel: str
+    category: str
+    idempotency_key: str
+    content: dict = field(default_factory=dict)
+    template_name: str = ""
+    journey_id: int | None = None
+    journey_version_id: int | None = None
+    node_id: str = ""
+    enrollment_id: int | None = None
+    at: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class QueueResult:
+    message: Message
+    created: bool
+
+
+@dataclass(frozen=True)
+class TransitionResult:
+    message_id: int
+    from_status: str
+    to_status: str
+    status: str  # the status after the call
+    changed: bool  # the status moved
+    late: bool = False  # a receipt for a step already passed: timestamps only
+
+
+@dataclass(frozen=True)
+class HourlyCount:
+    hour: dt.datetime
+    channel: str
+    count: int
+
+
+# --- Queueing ----------------------------------------------------------------------------
+
+
+def _choice(enum, value: str, field_name: str) -> str:
+    if value not in enum.values:
+        raise InvalidMessageRequest(
+            f"{field_name}: {value!r} is not one of {', '.join(enum.values)}"
+        )
+    return value
+
+
+def _validate(request: QueueRequest) -> None:
+    _choice(Channel, request.channel, "channel")
+    _choice(Category, request.category, "category")
+    key = request.idempotency_key
+    if not key or not key.strip() or len(key) > 255:
+        raise InvalidMessageRequest("idempotency_key: required, at most 255 characters")
+
+
+def _existing(request: QueueRequest) -> Message | None:
+    message = Message.objects.filter(idempotency_key=request.idempotency_key).first()
+    if message and (message.customer_id, message.channel) != (request.customer_id, request.channel):
+        raise IdempotencyConflict(
+            f"idempotency_key: {request.idempotency_key!r} already belongs to message {message.pk} "
+            f"(customer {message.customer_id}, {message.channel})"
+        )
+    return message
+
+
+def do_queue_message(request: QueueRequest) -> QueueResult:
+    """Write the message (queued) before any provider is called. Idempotent on the key.
+
+    The unique constraint decides between concurrent inserts of one key: the loser's
+    INSERT waits for the winner's commit, fails inside its own transaction (a savepoint
+    when the caller has one open, so the caller's transaction survives), and re-reads.
+    """
+    _validate(request)
+    at = request.at or timezone.now()
+    try:
+        with transaction.atomic():
+            message = Message.objects.create(
+                customer_id=request.customer_id,
+                channel=request.channel,
+                category=request.category,
+                template_name=request.template_name,
+                content=dict(request.content),
+                journey_id=request.journey_id,
+                journey_version_id=request.journey_version_id,
+                node_id=request.node_id,
+                enrollment_id=request.enrollment_id,
+                idempotency_key=request.idempotency_key,
+                status=S.QUEUED,
+                queued_at=at,
+            )
+            MessageTransition.objects.create(message=message, from_status="", to_status=S.QUEUED, at=at)
+    except IntegrityError:
+        existing = _existing(request)
+        if existing is None:  # not a duplicate key (e.g. a bad customer id)
+            raise
+        return QueueResult(message=existing, created=False)
+    return QueueResult(message=message, created=True)
+
+
+# --- Transitions -------------------------------------------------------------------------
+
+
+def _status(value: str) -> MessageStatus:
+    if value not in MessageStatus.values:
+        raise ValueError(f"to_status: {value!r} is not one of {', '.join(MessageStatus.values)}")
+    return MessageStatus(value)
+
+
+def _is_late(current: str, to: MessageStatus) -> bool:
+    if current not in ENGAGEMENT_RANK or to not in ENGAGEMENT_RANK:
+        return False
+    return ENGAGEMENT_RANK[MessageStatus(current)] > ENGAGEMENT_RANK[to]
+
+
+def _stamps(to: MessageStatus, at: dt.datetime) -> dict:
+    """Set `<status>_at` (and those it implies) only where still empty: first entry wins."""
+    stamps = {}
+    for status in (to, *IMPLIED.get(to, ())):
+        column = f"{status}_at"
+        stamps[column] = Coalesce(F(column), Value(at, output_field=DateTimeField()))
+    return stamps
+
+
+def _extras(to, at, detail, provider, provider_message_id) -> dict:
+    extras: dict = {"updated_at": at}
+    if provider is not None:
+        extras["provider"] = provider
+    if provider_message_id is not None:
+        extras["provider_message_id"] = provider_message_id
+    if detail and to in ERROR_STATUSES:
+        extras["error"] = detail[:500]
+    return extras
+
+
+@transaction.atomic
+def do_transition_message(
+    message_id: int,
+    to_status: str,
+    *,
+    at: dt.datetime | None = None,
+    detail: str = "",
+    provider: str | None = None,
+    provider_message_id: str | None = None,
+) -> TransitionResult:
+    """Move a message along its lifecycle, or record a late receipt. See ALLOWED_TRANSITIONS.
+
+    Reads the status, then updates only if it is still that status; on a lost race it
+    reads again (each retry means someone else moved the message forward, so this ends).
+    """
+    to = _status(to_status)
+    at = at or timezone.now()
+    extras = _extras(to, at, detail, provider, provider_message_id)
+    for _ in range(len(MessageStatus) + 1):
+        current = Message.objects.filter(pk=message_id).values_list("status", flat=True).first()
+        if current is None:
+            raise Message.DoesNotExist(f"message {message_id} does not exist")
+        if current == to:
+            return TransitionResult(message_id, current, to, current, changed=False)
+        late = _is_late(current, to)
+        if not late and to not in ALLOWED_TRANSITIONS[MessageStatus(current)]:
+            raise IllegalTransition(message_id, current, to)
+        values = {**_stamps(to, at), **extras}
+        if not late:
+            values["status"] = to
+        if Message.objects.filter(pk=message_id, status=current).update(**values):
+            if late:
+                return TransitionResult(message_id, current, to, current, changed=False, late=True)
+            MessageTransition.objects.create(
+                message_id=message_id, from_status=current, to_status=to, at=at, detail=detail[:500]
+            )
+            return TransitionResult(message_id, current, to, to, changed=True)
+    raise RuntimeError(f"message {message_id}: status kept changing under us")  # pragma: no cover
+
+
+@transaction.atomic
+def claim_for_sending(message_id: int, *, at: dt.datetime | None = None) -> bool:
+    """queued → sending, the claim a worker makes before calling a provider.
+
+    One conditional UPDATE: of any number of concurrent callers exactly one gets True.
+    """
+    at = at or timezone.now()
+    claimed = Message.objects.filter(pk=message_id, status=S.QUEUED).update(
+        status=S.SENDING, updated_at=at, **_stamps(S.SENDING, at)
+    )
+    if claimed:
+        MessageTransition.objects.create(message_id=message_id, from_status=S.QUEUED, to_status=S.SENDING, at=at)
+    return bool(claimed)
+
+
+# --- Queries -----------------------------------------------------------------------------
+
+
+def messages_for_customer_since(
+    customer_id: int, since: dt.datetime, *, statuses: Iterable[str] | None = None
+) -> QuerySet[Message]:
+    """A customer's messages queued at or after `since`, newest first.
+
+    Served by message_customer_time_idx (customer, -queued_at). Pass
+    ``statuses=COUNTED_STATUSES`` to count what frequency caps count.
+    """
+    qs = Message.objects.filter(customer_id=customer_id, queued_at__gte=since)
+    if statuses is not None:
+        qs = qs.filter(status__in=list(statuses))
+    return qs.order_by("-queued_at", "-id")
+
+
+def counts_by_channel_per_hour(
+    since: dt.datetime, until: dt.datetime, *, channels: Iterable[str] | None = None
+) -> list[HourlyCount]:
+    """Messages queued per channel per UTC hour in [since, until), oldest hour first.
+
+    Filtering on the channel list lets PostgreSQL use message_channel_time_idx
+    (channel, queued_at) for the time range instead of scanning the table.
+    """
+    channel_list = list(channels) if channels is not None else list(Channel.values)
+    rows = (
+        Message.objects.filter(channel__in=channel_list, queued_at__gte=since, queued_at__lt=until)
+        .annotate(hour=TruncHour("queued_at", tzinfo=dt.UTC))
+        .values("hour", "channel")
+        .annotate(count=Count("id"))
+        .order_by("hour", "channel")
+    )
+    return [HourlyCount(hour=r["hour"], channel=r["channel"], count=r["count"]) for r in rows]

@@ -1,0 +1,154 @@
+"""One customer's history across apps: events, profile updates, messages, consent changes.
+
+Each source is read newest first with keyset pagination on its own indexed time column,
+then the four are merged. The order is total — (time, kind rank, id), descending — so a
+cursor names exactly one position and "load older" never skips or repeats an entry,
+however many rows share a timestamp. Lives in orchestrator because it reads both
+customers and channels_app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from django.db.models import Q, QuerySet
+
+from channels_app.models import Message
+from customers.models import ConsentChange, Customer, Event, ProfileUpdate
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class Kind(StrEnum):
+    EVENT = "event"
+    PROFILE = "profile"
+    MESSAGE = "message"
+    CONSENT = "consent"
+
+
+# Tie-break between kinds at the same instant (higher first when reading newest first).
+RANK = {Kind.EVENT: 0, Kind.PROFILE: 1, Kind.MESSAGE: 2, Kind.CONSENT: 3}
+# Kinds that belong to a channel; a channel filter leaves only these.
+CHANNELLED = frozenset({Kind.MESSAGE, Kind.CONSENT})
+
+# The filters offered on the profile: name -> kinds shown.
+FILTERS: dict[str, frozenset[Kind]] = {
+    "all": frozenset(Kind),
+    "events": frozenset({Kind.EVENT}),
+    "profile": frozenset({Kind.PROFILE}),
+    "messages": frozenset({Kind.MESSAGE}),
+    "consent": frozenset({Kind.CONSENT}),
+}
+
+
+def _events(customer: Customer) -> QuerySet:
+    return Event.objects.filter(customer=customer)
+
+
+def _profile_updates(customer: Customer) -> QuerySet:
+    return ProfileUpdate.objects.filter(customer=customer)
+
+
+def _messages(customer: Customer) -> QuerySet:
+    return Message.objects.filter(customer=customer)
+
+
+def _consent_changes(customer: Customer) -> QuerySet:
+    return ConsentChange.objects.filter(customer=customer).select_related("actor")
+
+
+# kind -> (rows of one customer, the time column the timeline sorts on)
+SOURCES = {
+    Kind.EVENT: (_events, "occurred_at"),
+    Kind.PROFILE: (_profile_updates, "occurred_at"),
+    Kind.MESSAGE: (_messages, "queued_at"),
+    Kind.CONSENT: (_consent_changes, "changed_at"),
+}
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """A position in the merged order; entries strictly older than it come next."""
+
+    at: datetime
+    kind: Kind
+    id: int
+
+    def __str__(self) -> str:
+        micros = (self.at - EPOCH) // timedelta(microseconds=1)
+        return f"{micros}.{self.kind}.{self.id}"
+
+    @classmethod
+    def parse(cls, text: str) -> Cursor:
+        """Inverse of str(); raises ValueError on anything else."""
+        micros, kind, pk = text.split(".")
+        return cls(EPOCH + timedelta(microseconds=int(micros)), Kind(kind), int(pk))
+
+
+@dataclass(frozen=True)
+class Entry:
+    kind: Kind
+    at: datetime
+    id: int
+    obj: Any
+
+    @property
+    def cursor(self) -> Cursor:
+        return Cursor(self.at, self.kind, self.id)
+
+    @property
+    def sort_key(self) -> tuple[datetime, int, int]:
+        return (self.at, RANK[self.kind], self.id)
+
+
+@dataclass(frozen=True)
+class Page:
+    entries: list[Entry]
+    next_cursor: Cursor | None  # None when nothing older remains
+
+
+def older_than(kind: Kind, field: str, cursor: Cursor) -> Q:
+    """Rows of one kind that come after the cursor in the merged, newest-first order."""
+    condition = Q(**{f"{field}__lt": cursor.at})
+    same_instant = Q(**{field: cursor.at})
+    if RANK[kind] < RANK[cursor.kind]:
+        condition |= same_instant
+    elif kind == cursor.kind:
+        condition |= same_instant & Q(id__lt=cursor.id)
+    return condition
+
+
+def read_page(
+    customer: Customer,
+    kinds: Iterable[Kind],
+    *,
+    channel: str = "",
+    before: Cursor | None = None,
+    size: int = 50,
+) -> Page:
+    """The next `size` entries older than `before`, merged newest first.
+
+    One query per kind, each limited to size + 1 rows, so the cost does not grow with
+    the customer's history.
+    """
+    entries: list[Entry] = []
+    for kind in kinds:
+        if channel and kind not in CHANNELLED:
+            continue
+        rows_of, field = SOURCES[kind]
+        rows = rows_of(customer)
+        if channel:
+            rows = rows.filter(channel=channel)
+        if before is not None:
+            rows = rows.filter(older_than(kind, field, before))
+        rows = rows.order_by(f"-{field}", "-id")[: size + 1]
+        entries.extend(Entry(kind, getattr(row, field), row.id, row) for row in rows)
+    entries.sort(key=lambda entry: entry.sort_key, reverse=True)
+    if len(entries) <= size:
+        return Page(entries, None)
+    entries = entries[:size]
+    return Page(entries, entries[-1].cursor)

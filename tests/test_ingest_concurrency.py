@@ -1,0 +1,81 @@
+"""Concurrent ingestion: repeated messageIds are stored once and counted once, without deadlock."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+
+import pytest
+from django.db import connection, connections
+
+from customers.ingestion import IdentifyCall, TrackCall, do_ingest_batch
+from customers.models import Customer, Event, ProfileUpdate
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(
+        connection.vendor != "postgresql", reason="row locks and upserts are PostgreSQL's"
+    ),
+]
+
+AT = datetime(2026, 11, 20, tzinfo=UTC)
+
+
+def run_concurrently(batches: list[list]) -> list:
+    results: list = [None] * len(batches)
+    start = threading.Barrier(len(batches))
+
+    def work(index: int) -> None:
+        try:
+            start.wait()
+            results[index] = do_ingest_batch(batches[index], source="crm", received_at=AT)
+        except Exception as exc:  # surfaced by the assertion below
+            results[index] = exc
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(batches))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results
+
+
+def test_the_same_track_batch_sent_four_times_at_once_is_stored_once():
+    calls = [
+        TrackCall(user_id=f"u_{i % 7}", timestamp=AT, event="E", message_id=f"m-{i}")
+        for i in range(60)
+    ]
+    # Each request lists the customers in a different order.
+    batches = [calls, calls[::-1], calls[30:] + calls[:30], calls[::2] + calls[1::2]]
+
+    results = run_concurrently(batches)
+
+    assert all(not isinstance(r, Exception) for r in results), results
+    assert sum(r.stored for r in results) == 60
+    assert sum(r.duplicates for r in results) == 180
+    assert Event.objects.count() == 60
+    assert Customer.objects.count() == 7
+
+
+def test_the_same_mixed_batch_sent_four_times_at_once_is_stored_once():
+    calls = []
+    for i in range(20):
+        calls.append(
+            IdentifyCall(user_id=f"u_{i % 5}", timestamp=AT, message_id=f"i-{i}", traits={"n": i})
+        )
+        calls.append(
+            TrackCall(user_id=f"u_{(i + 2) % 5}", timestamp=AT, event="E", message_id=f"t-{i}")
+        )
+    batches = [calls, calls[::-1], calls, calls[::-1]]
+
+    results = run_concurrently(batches)
+
+    assert all(not isinstance(r, Exception) for r in results), results
+    assert sum(r.stored for r in results) == 40
+    assert (Event.objects.count(), ProfileUpdate.objects.count(), Customer.objects.count()) == (
+        20,
+        20,
+        5,
+    )

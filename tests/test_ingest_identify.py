@@ -1,0 +1,256 @@
+"""POST /api/v1/identify: profiles, contact points, consent from the suppression list."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+import time_machine
+from rest_framework.test import APIClient
+
+from customers.consent import do_erase_customer, do_set_consent
+from customers.enums import Category, Channel, ConsentStatus
+from customers.models import (
+    Consent,
+    ContactPoint,
+    Customer,
+    ProfileUpdate,
+    SuppressedIdentifier,
+    hash_identifier,
+)
+from orchestrator.roles import Role
+
+URL = "/api/v1/identify"
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+pytestmark = pytest.mark.django_db
+
+
+def post(client, payload):
+    return client.post(URL, payload, format="json")
+
+
+def contact_points(customer):
+    return sorted(
+        ContactPoint.objects.filter(customer=customer).values_list("channel", "address", "enabled")
+    )
+
+
+def test_identify_creates_customer_with_columns_and_other_traits(ingest_client):
+    response = post(
+        ingest_client,
+        {
+            "userId": "u_1",
+            "traits": {
+                "email": "Ana@Example.COM",
+                "phone": "+14155550101",
+                "first_name": "Ana",
+                "plan": "pro",
+            },
+            "context": {"timezone": "America/New_York", "locale": "en-US"},
+        },
+    )
+
+    assert response.status_code == 200
+    assert response.json() == {"success": True}
+    customer = Customer.objects.get(external_id="u_1")
+    assert customer.email == "Ana@example.com"
+    assert customer.phone == "+14155550101"
+    assert customer.timezone == "America/New_York"
+    assert customer.locale == "en-US"
+    assert customer.traits == {"first_name": "Ana", "plan": "pro"}
+
+
+def test_identify_merges_traits_into_the_existing_profile(ingest_client):
+    post(
+        ingest_client,
+        {"userId": "u_1", "traits": {"first_name": "Ana", "plan": "free", "tags": ["a"]}},
+    )
+    post(ingest_client, {"userId": "u_1", "traits": {"plan": "pro", "last_name": "Lima"}})
+
+    customer = Customer.objects.get()
+    assert customer.traits == {
+        "first_name": "Ana",
+        "plan": "pro",
+        "tags": ["a"],
+        "last_name": "Lima",
+    }
+
+
+def test_identify_without_traits_keeps_the_profile(ingest_client):
+    post(ingest_client, {"userId": "u_1", "traits": {"email": "ana@example.com", "plan": "pro"}})
+    response = post(ingest_client, {"userId": "u_1"})
+
+    assert response.status_code == 200
+    customer = Customer.objects.get()
+    assert (customer.email, customer.traits) == ("ana@example.com", {"plan": "pro"})
+
+
+def test_trait_time_zone_and_locale_win_over_context(ingest_client):
+    post(
+        ingest_client,
+        {
+            "userId": "u_1",
+            "traits": {"timezone": "Europe/Paris", "locale": "fr-FR"},
+            "context": {"timezone": "America/New_York", "locale": "en-US"},
+        },
+    )
+
+    customer = Customer.objects.get()
+    assert (customer.timezone, customer.locale) == ("Europe/Paris", "fr-FR")
+
+
+def test_identify_records_a_profile_update_with_what_it_set(ingest_client):
+    with time_machine.travel(NOW, tick=False):
+        post(
+            ingest_client,
+            {
+                "userId": "u_1",
+                "messageId": "m-1",
+                "timestamp": "2026-11-20T10:00:00Z",
+                "traits": {"email": "ana@example.com", "plan": "pro"},
+                "context": {"timezone": "Europe/Paris"},
+            },
+        )
+
+    update = ProfileUpdate.objects.get()
+    assert update.customer.external_id == "u_1"
+    assert update.changes == {"email": "ana@example.com", "plan": "pro", "timezone": "Europe/Paris"}
+    assert update.occurred_at == datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+    assert update.received_at == NOW
+    assert (update.source, update.source_message_id) == ("crm", "m-1")
+
+
+def test_identify_creates_email_and_sms_contact_points(ingest_client):
+    post(
+        ingest_client,
+        {"userId": "u_1", "traits": {"email": "ana@example.com", "phone": "+14155550101"}},
+    )
+
+    assert contact_points(Customer.objects.get()) == [
+        ("email", "ana@example.com", True),
+        ("sms", "+14155550101", True),
+    ]
+
+
+def test_changed_email_disables_the_old_contact_point_and_adds_the_new(ingest_client):
+    post(
+        ingest_client,
+        {"userId": "u_1", "traits": {"email": "old@example.com", "phone": "+14155550101"}},
+    )
+    post(ingest_client, {"userId": "u_1", "traits": {"email": "new@example.com"}})
+
+    assert contact_points(Customer.objects.get()) == [
+        ("email", "new@example.com", True),
+        ("email", "old@example.com", False),
+        ("sms", "+14155550101", True),
+    ]
+
+
+def test_changing_back_to_an_earlier_email_re_enables_its_contact_point(ingest_client):
+    post(ingest_client, {"userId": "u_1", "traits": {"email": "a@example.com"}})
+    post(ingest_client, {"userId": "u_1", "traits": {"email": "b@example.com"}})
+    post(ingest_client, {"userId": "u_1", "traits": {"email": "a@example.com"}})
+
+    assert contact_points(Customer.objects.get()) == [
+        ("email", "a@example.com", True),
+        ("email", "b@example.com", False),
+    ]
+
+
+def test_identify_with_an_email_on_the_suppression_list_starts_unsubscribed(ingest_client):
+    SuppressedIdentifier.objects.create(
+        identifier_hash=hash_identifier("gone@example.com"),
+        kind=SuppressedIdentifier.Kind.EMAIL,
+        channel=Channel.EMAIL,
+        status=ConsentStatus.UNSUBSCRIBED,
+    )
+
+    post(ingest_client, {"userId": "u_1", "traits": {"email": "Gone@example.com"}})
+
+    consent = Consent.objects.get(customer__external_id="u_1")
+    assert (consent.channel, consent.category, consent.status) == (
+        Channel.EMAIL,
+        Category.MARKETING,
+        ConsentStatus.UNSUBSCRIBED,
+    )
+
+
+def test_an_existing_customer_changing_to_a_suppressed_phone_is_unsubscribed_from_sms(
+    ingest_client,
+):
+    SuppressedIdentifier.objects.create(
+        identifier_hash=hash_identifier("+14155550199"),
+        kind=SuppressedIdentifier.Kind.PHONE,
+        channel=Channel.SMS,
+        status=ConsentStatus.UNSUBSCRIBED,
+    )
+    post(ingest_client, {"userId": "u_1", "traits": {"phone": "+14155550101"}})
+    assert Consent.objects.count() == 0
+
+    post(ingest_client, {"userId": "u_1", "traits": {"phone": "+14155550199"}})
+
+    assert list(Consent.objects.values_list("channel", "category", "status")) == [
+        (Channel.SMS, Category.MARKETING, ConsentStatus.UNSUBSCRIBED)
+    ]
+
+
+def test_an_erased_unsubscribed_person_identified_again_stays_unsubscribed(ingest_client):
+    post(ingest_client, {"userId": "u_1", "traits": {"email": "ana@example.com"}})
+    customer = Customer.objects.get()
+    do_set_consent(
+        customer, Channel.EMAIL, Category.MARKETING, ConsentStatus.UNSUBSCRIBED, source="link"
+    )
+    do_erase_customer(customer)
+
+    post(ingest_client, {"userId": "u_2", "traits": {"email": "ana@example.com"}})
+
+    assert Consent.objects.get(customer__external_id="u_2").status == ConsentStatus.UNSUBSCRIBED
+
+
+def test_repeated_message_id_does_not_merge_traits_again(ingest_client):
+    post(ingest_client, {"userId": "u_1", "messageId": "m-1", "traits": {"plan": "pro"}})
+    post(ingest_client, {"userId": "u_1", "messageId": "m-2", "traits": {"plan": "basic"}})
+    replay = post(ingest_client, {"userId": "u_1", "messageId": "m-1", "traits": {"plan": "pro"}})
+
+    assert replay.status_code == 200
+    assert replay.json() == {"success": True}
+    assert Customer.objects.get().traits == {"plan": "basic"}
+    assert ProfileUpdate.objects.count() == 2
+
+
+def test_identify_moves_seen_times_outward_only(ingest_client):
+    with time_machine.travel(NOW, tick=False):
+        post(ingest_client, {"userId": "u_1", "timestamp": "2026-11-10T00:00:00Z"})
+        post(ingest_client, {"userId": "u_1", "timestamp": "2026-11-05T00:00:00Z"})
+
+    customer = Customer.objects.get()
+    assert customer.first_seen_at == datetime(2026, 11, 5, tzinfo=UTC)
+    assert customer.last_seen_at == datetime(2026, 11, 10, tzinfo=UTC)
+
+
+def test_signed_in_people_cannot_ingest_even_as_admin(make_user):
+    client = APIClient()
+    client.force_login(make_user(Role.ADMIN, superuser=True))
+
+    response = post(client, {"userId": "u_1", "traits": {"plan": "pro"}})
+
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "permission_denied"
+    assert Customer.objects.count() == 0
+
+
+def test_identify_of_a_known_customer_takes_a_constant_number_of_queries(
+    ingest_client, django_assert_max_num_queries
+):
+    post(ingest_client, {"userId": "u_1", "traits": {"email": "a@example.com"}})
+
+    # key, savepoint, lock, duplicate check, profile update, customer update,
+    # contact points (disable, upsert), suppression lookup, release
+    with django_assert_max_num_queries(10):
+        response = post(
+            ingest_client,
+            {"userId": "u_1", "messageId": "m-5", "traits": {"email": "b@example.com", "x": 1}},
+        )
+
+    assert response.status_code == 200

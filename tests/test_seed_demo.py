@@ -1,0 +1,252 @@
+"""seed_demo: a deterministic simulated workspace whose observable data carries its hidden truth."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from datetime import UTC, datetime
+from io import StringIO
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from channels_app.models import Message, MessageTransition
+from customers.enums import BLOCKING_CONSENT
+from customers.models import (
+    Consent,
+    ConsentChange,
+    ContactPoint,
+    Customer,
+    Event,
+    ProfileUpdate,
+    SuppressedIdentifier,
+)
+from customers.validators import validate_e164
+from orchestrator.demo import CHANNELS, LAUNCH_EXTERNAL_ID, generate_population
+from orchestrator.demo_content import STYLING
+
+NOW = "2026-11-23T00:00:00+00:00"  # a Monday
+NOW_DT = datetime(2026, 11, 23, tzinfo=UTC)
+
+
+def seed(*args: str, customers: int = 30, seed: int = 7, days: int = 180) -> str:
+    out = StringIO()
+    call_command("seed_demo", f"--customers={customers}", f"--seed={seed}", f"--days={days}", f"--now={NOW}", *args, stdout=out)
+    return out.getvalue()
+
+
+def snapshot() -> dict[str, list]:
+    """Every seeded row, without database ids and auto-set timestamps."""
+    ext = dict(Customer.objects.values_list("id", "external_id"))
+    keys = dict(Message.objects.values_list("id", "idempotency_key"))
+    message_fields = [f.attname for f in Message._meta.concrete_fields if f.attname not in ("id", "customer_id")]
+    return {
+        "customers": sorted(Customer.objects.values_list("external_id", "email", "phone", "timezone", "locale", "traits", "first_seen_at", "last_seen_at")),
+        "contact_points": sorted((ext[c], ch, a, p, str(k), lb, e) for c, ch, a, p, k, lb, e in ContactPoint.objects.values_list("customer_id", "channel", "address", "platform", "keys", "label", "enabled")),
+        "consents": sorted((ext[c], *rest) for c, *rest in Consent.objects.values_list("customer_id", "channel", "category", "status", "source", "changed_at")),
+        "consent_changes": sorted((ext[c], *rest) for c, *rest in ConsentChange.objects.values_list("customer_id", "channel", "category", "previous_status", "status", "source", "changed_at")),
+        "suppressions": sorted(SuppressedIdentifier.objects.values_list("identifier_hash", "channel", "kind", "status", "reason", "created_at")),
+        "profile_updates": sorted((ext[c], str(ch), o, s, m) for c, ch, o, s, m in ProfileUpdate.objects.values_list("customer_id", "changes", "occurred_at", "source", "source_message_id")),
+        "events": sorted((ext[c], n, str(p), o, s, m) for c, n, p, o, s, m in Event.objects.values_list("customer_id", "name", "properties", "occurred_at", "source", "source_message_id")),
+        "messages": sorted((ext[row[0]], *map(str, row[1:])) for row in Message.objects.values_list("customer_id", *message_fields)),
+        "transitions": sorted((keys[m], *rest) for m, *rest in MessageTransition.objects.values_list("message_id", "from_status", "to_status", "at", "detail")),
+    }
+
+
+@pytest.fixture
+def maya(db) -> Customer:
+    seed(customers=5)
+    return Customer.objects.get(external_id=LAUNCH_EXTERNAL_ID)
+
+
+def engagement(messages) -> dict[str, tuple[int, int]]:
+    """channel -> (clicked, delivered) over marketing messages."""
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for channel, delivered, clicked in messages.filter(category="marketing").values_list("channel", "delivered_at", "clicked_at"):
+        if delivered:
+            counts[channel][1] += 1
+            counts[channel][0] += bool(clicked)
+    return {channel: (c, d) for channel, (c, d) in counts.items()}
+
+
+# --- the pure ground truth ------------------------------------------------------------------
+def test_population_is_a_pure_function_of_n_and_seed():
+    assert generate_population(200, 3) == generate_population(200, 3)
+    assert generate_population(50, 3) == generate_population(200, 3)[:50]
+    assert generate_population(50, 3) != generate_population(50, 4)
+
+
+def test_population_spans_at_least_six_time_zones_with_fictional_contact_data():
+    people = generate_population(300, 42)
+    assert len({p.timezone for p in people}) >= 6
+    assert all(re.fullmatch(r"[a-z0-9.]+@example\.(com|org|net)", p.email) for p in people)
+    assert len({p.email for p in people}) == 300
+    phones = [p.phone for p in people if p.phone]
+    assert len(phones) > 100 and len(set(phones)) == len(phones)
+    for phone in phones:
+        validate_e164(phone)
+        assert re.fullmatch(r"\+1\d{3}55501\d\d|\+447700900\d{3}", phone), phone
+
+
+def test_every_person_prefers_a_channel_they_can_be_reached_on():
+    for person in generate_population(300, 42):
+        assert person.preferred_channel in person.reachable_channels
+        assert person.engagement_ranking[0] == person.preferred_channel
+        assert set(person.propensities) == set(CHANNELS)
+        assert all(0 <= hour < 24 for hour in person.active_hours)
+
+
+# --- determinism and the guard rails of the command -------------------------------------------
+@pytest.mark.django_db
+def test_same_seed_gives_identical_rows():
+    seed(customers=25, days=60)
+    first = snapshot()
+    seed("--reset", customers=25, days=60)
+    assert snapshot() == first
+    assert len(first["events"]) > 100 and len(first["messages"]) > 100
+
+
+@pytest.mark.django_db
+def test_another_seed_gives_other_rows():
+    seed(customers=10, days=30)
+    first = snapshot()
+    seed("--reset", customers=10, days=30, seed=8)
+    assert snapshot()["events"] != first["events"]
+
+
+@pytest.mark.django_db
+def test_refuses_to_seed_over_existing_customers_without_reset():
+    seed(customers=5, days=30)
+    before = snapshot()
+    with pytest.raises(CommandError, match="Customers already exist; use --reset"):
+        seed(customers=5, days=30, seed=99)
+    assert snapshot() == before
+
+
+@pytest.mark.django_db
+def test_if_empty_does_nothing_when_customers_exist():
+    seed(customers=5, days=30)
+    before = snapshot()
+    assert seed("--if-empty", customers=50, days=30, seed=99) == ""
+    assert snapshot() == before
+
+
+@pytest.mark.django_db
+def test_if_empty_seeds_an_empty_workspace_and_reports_the_launch_customer():
+    output = seed("--if-empty", customers=5, days=30)
+    pk = Customer.objects.get(external_id=LAUNCH_EXTERNAL_ID).pk
+    assert "Seeded 5 customers" in output
+    assert f"/customers/{pk}/" in output
+
+
+@pytest.mark.django_db
+def test_message_keys_are_unique_demo_keys():
+    seed(customers=10, days=30)
+    keys = list(Message.objects.values_list("idempotency_key", flat=True))
+    assert all(re.fullmatch(r"demo:7:\d+", key) for key in keys)
+    assert len(keys) == len(set(keys))
+
+
+# --- consistency of the ledger and consent ----------------------------------------------------
+@pytest.mark.django_db
+def test_every_message_has_a_transition_chain_ending_in_its_status():
+    seed(customers=40, days=60)
+    chains = defaultdict(list)
+    for message_id, from_status, to_status, at in MessageTransition.objects.order_by("at", "id").values_list("message_id", "from_status", "to_status", "at"):
+        chains[message_id].append((from_status, to_status, at))
+    for message in Message.objects.all():
+        chain = chains[message.pk]
+        assert chain[0][:2] == ("", "queued") and chain[0][2] == message.queued_at
+        assert all(a[1] == b[0] for a, b in zip(chain, chain[1:], strict=False)), chain
+        assert chain[-1][1] == message.status and chain[-1][2] == message.updated_at
+        if message.clicked_at:  # the ledger's rule: a click implies an open
+            assert message.opened_at and message.opened_at <= message.clicked_at
+        for _, to_status, at in chain:
+            assert getattr(message, f"{to_status}_at") == at
+        assert message.queued_at < NOW_DT and (message.content.get("subject") or message.content.get("body"))
+
+
+@pytest.mark.django_db
+def test_blocking_consent_has_history_and_a_suppression_entry():
+    seed(customers=300, days=30)
+    blocked = Consent.objects.filter(status__in=BLOCKING_CONSENT, category="marketing")
+    assert blocked.count() >= 10
+    statuses = set(blocked.values_list("status", flat=True))
+    assert {"unsubscribed", "opted_out"} <= statuses
+    for consent in blocked:
+        assert ConsentChange.objects.filter(customer=consent.customer, channel=consent.channel, category="marketing", status=consent.status, changed_at=consent.changed_at).exists()
+    assert SuppressedIdentifier.objects.filter(kind="external_id").count() >= blocked.values("customer").distinct().count()
+    share_opted_in = Consent.objects.filter(status="opted_in").count() / Consent.objects.count()
+    assert 0.85 < share_opted_in < 0.995
+
+
+# --- the launch-story customer ---------------------------------------------------------------
+def test_launch_customer_bought_three_times_in_the_last_six_months(maya):
+    orders = maya.events.filter(name="Order Completed")
+    assert orders.count() == 3
+    assert all((NOW_DT - order.occurred_at).days <= 180 for order in orders)
+    assert all(order.properties["revenue"] > 0 and order.properties["order_id"] and order.properties["products"] for order in orders)
+
+
+def test_launch_customer_abandoned_the_280_dress_at_2114_on_a_tuesday(maya):
+    latest = maya.events.order_by("-occurred_at").first()
+    assert latest.name == "Cart Abandoned"
+    local = latest.occurred_at.astimezone(ZoneInfo(maya.timezone))
+    assert (local.strftime("%A"), local.hour, local.minute) == ("Tuesday", 21, 14)
+    assert [p["price"] for p in latest.properties["products"]] == [280.0]
+    assert latest.properties["value"] == 280.0
+
+
+def test_launch_customer_engages_with_sms_at_least_three_times_as_often_as_email(maya):
+    rates = engagement(maya.messages)
+    sms_rate = rates["sms"][0] / rates["sms"][1]
+    email_rate = rates["email"][0] / rates["email"][1]
+    assert sms_rate >= 3 * email_rate
+    assert maya.contact_points.filter(channel="push", platform="android").exists()
+    assert maya.phone and maya.traits["first_name"] == "Maya"
+    assert not maya.messages.filter(queued_at__gt=maya.events.order_by("-occurred_at").first().occurred_at).exists()
+
+
+def test_launch_customer_clicked_styling_advice_never_discounts(maya):
+    clicked = set(maya.messages.filter(category="marketing", clicked_at__isnull=False).values_list("template_name", flat=True))
+    assert clicked == STYLING
+
+
+def test_launch_customer_browses_in_the_evening(maya):
+    hours = Counter(e.occurred_at.astimezone(ZoneInfo(maya.timezone)).hour for e in maya.events.filter(name__in=["App Opened", "Session Started"]))
+    evening = sum(n for hour, n in hours.items() if 19 <= hour <= 23)
+    assert evening / sum(hours.values()) >= 0.7
+
+
+# --- the data carries the hidden truth ------------------------------------------------------------
+@pytest.mark.django_db
+def test_observed_best_channel_is_the_true_preferred_channel_for_most_customers():
+    seed(customers=250, seed=11, days=180)
+    truth = {p.external_id: p.preferred_channel for p in generate_population(250, 11)}
+    counts: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
+    rows = Message.objects.filter(category="marketing", delivered_at__isnull=False)
+    for external_id, channel, clicked in rows.values_list("customer__external_id", "channel", "clicked_at"):
+        counts[external_id][channel][0] += clicked is not None
+        counts[external_id][channel][1] += 1
+    matches = total = 0
+    for external_id, by_channel in counts.items():
+        rates = {ch: c / d for ch, (c, d) in by_channel.items() if d >= 4}
+        if len(rates) < 2:
+            continue
+        total += 1
+        matches += max(rates, key=rates.get) == truth[external_id]
+    assert total >= 100
+    assert matches / total >= 0.7
+
+
+@pytest.mark.django_db
+def test_activity_concentrates_in_each_persons_active_hours():
+    seed(customers=60, seed=5, days=90)
+    people = {p.external_id: p for p in generate_population(60, 5)}
+    inside = total = 0
+    for external_id, tz, at in Event.objects.filter(name__in=["App Opened", "Session Started"]).values_list("customer__external_id", "customer__timezone", "occurred_at"):
+        total += 1
+        inside += at.astimezone(ZoneInfo(tz)).hour in people[external_id].active_hours
+    assert total > 300
+    assert inside / total >= 0.6

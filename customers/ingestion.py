@@ -125,8 +125,8 @@ def do_ingest_batch(
                 profiles.identify(customer, call)
                 updates.append(_profile_update(call, customer, source, received_at))
         inserted = [
-            insert_ignoring_conflicts(Event, events),
-            insert_ignoring_conflicts(ProfileUpdate, updates),
+            insert_ignoring_conflicts(Event, _in_message_order(events)),
+            insert_ignoring_conflicts(ProfileUpdate, _in_message_order(updates)),
         ]
         profiles.save(received_at)
         _sync_contact_points(profiles)
@@ -161,7 +161,7 @@ def _ingest_tracks(calls: Sequence[TrackCall], source: str, received_at: datetim
             _event(call, ids[call.user_id], source, received_at)
             for call in _first_of_each_message(calls)
         ]
-        stored = insert_ignoring_conflicts(Event, events)
+        stored = insert_ignoring_conflicts(Event, _in_message_order(events))
         created = [
             Customer(pk=pk, external_id=external_id, email=email, phone=phone)
             for pk, external_id, email, phone, was_created in upserted
@@ -169,6 +169,12 @@ def _ingest_tracks(calls: Sequence[TrackCall], source: str, received_at: datetim
         ]
         _apply_suppressions(created)
     return IngestResult(received=len(calls), stored=stored, duplicates=len(calls) - stored)
+
+
+def _in_message_order(rows: list[dict]) -> list[dict]:
+    """Rows sorted by messageId, so requests that share some wait on each other's unique-index
+    entries in one order and cannot deadlock (customer locks already order most of them)."""
+    return sorted(rows, key=lambda row: row["source_message_id"] or "")
 
 
 def _first_of_each_message(calls: Sequence[Call]) -> list[Call]:

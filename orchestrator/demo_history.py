@@ -115,8 +115,9 @@ class Simulator:
     # --- one person ---------------------------------------------------------------
     def simulate(self, sim: SimCustomer, rows: Rows) -> Customer:
         rng = random.Random(f"chorus-demo:{self.seed}:{sim.index}:history")
-        person = _Person(self, sim, rng, rows)
+        person = PersonHistory(self, sim, rng, rows)
         if sim.index == 0:
+            # Imported here: the launch script builds on this module.
             from orchestrator.demo_launch import simulate_launch_customer
 
             simulate_launch_customer(person)
@@ -137,12 +138,14 @@ class Simulator:
         return f"demo:{self.seed}:e{self.event_n}"
 
 
-class _Person:
-    def __init__(self, sim_run: Simulator, sim: SimCustomer, rng: random.Random, rows: Rows):
-        self.run, self.sim, self.rng, self.rows = sim_run, sim, rng, rows
-        self.now = sim_run.now
+class PersonHistory:
+    """One person's observable history, drawn with their own random stream."""
+
+    def __init__(self, run: Simulator, sim: SimCustomer, rng: random.Random, rows: Rows):
+        self.run, self.sim, self.rng, self.rows = run, sim, rng, rows
+        self.now = run.now
         self.signup = self.now - timedelta(days=sim.signup_days_ago, seconds=rng.randrange(86400))
-        self.active_from = max(self.signup, sim_run.start)
+        self.active_from = max(self.signup, run.start)
         self.tz = zone(sim.timezone)
         self.customer = self._customer()
         self.last_seen = self.signup

@@ -19,7 +19,7 @@ from orchestrator.demo import EMAIL, IN_APP, PUSH, SMS
 from orchestrator.demo_history import MARKETING, Outcome, local_to_utc, zone
 
 if TYPE_CHECKING:
-    from orchestrator.demo_history import _Person
+    from orchestrator.demo_history import PersonHistory
 
 TUESDAY = 1
 ABANDON_HOUR, ABANDON_MINUTE = 21, 14
@@ -41,7 +41,7 @@ def launch_abandon_time(now: datetime, tz: str = "America/New_York") -> datetime
     raise AssertionError("unreachable: a Tuesday occurs every week")
 
 
-def simulate_launch_customer(p: _Person) -> None:
+def simulate_launch_customer(p: PersonHistory) -> None:
     p.devices.append((PushPlatform.ANDROID, "Pixel 8"))
     abandoned_at = launch_abandon_time(p.now, p.sim.timezone)
     last_session = abandoned_at - timedelta(minutes=22)
@@ -55,18 +55,18 @@ def simulate_launch_customer(p: _Person) -> None:
     _abandoned_cart(p, last_session, abandoned_at)
 
 
-def _order_days(p: _Person, abandoned_at: datetime) -> list[int]:
+def _order_days(p: PersonHistory, abandoned_at: datetime) -> list[int]:
     """Days before the abandonment of her three orders, inside the window and 180 days."""
     span = (abandoned_at - p.active_from).days
     horizon = max(6, min(span, 170))
     return [max(5 - i * 2, round(horizon * share)) for i, share in enumerate((0.82, 0.48, 0.16))]
 
 
-def _evening(p: _Person, day: datetime, hour: int, minute: int) -> datetime:
+def _evening(p: PersonHistory, day: datetime, hour: int, minute: int) -> datetime:
     return local_to_utc(day, hour, minute, p.sim.timezone)
 
 
-def _organic_order(p: _Person, day: datetime) -> None:
+def _organic_order(p: PersonHistory, day: datetime) -> None:
     t = p.event("App Opened", _evening(p, day, 20, 47), {"platform": PushPlatform.ANDROID})
     products = [copy.CATALOG[1], copy.CATALOG[16]]
     for product in products:
@@ -80,7 +80,7 @@ def _organic_order(p: _Person, day: datetime) -> None:
     p.order(t + timedelta(minutes=4), products)
 
 
-def _converting_message(p: _Person, channel: str, template: str, day: datetime, products: list) -> None:
+def _converting_message(p: PersonHistory, channel: str, template: str, day: datetime, products: list) -> None:
     queued = _evening(p, day, 19, 30)
     content = _content(p, channel, template)
     clicked = _evening(p, day, 20, 52)
@@ -95,7 +95,7 @@ def _converting_message(p: _Person, channel: str, template: str, day: datetime, 
     p.order(converted, products, {"utm_source": "chorus", "utm_medium": channel, "utm_campaign": template})
 
 
-def _marketing_history(p: _Person, until: datetime) -> None:
+def _marketing_history(p: PersonHistory, until: datetime) -> None:
     """Her other marketing messages, with exactly the engagement counts of SCRIPT."""
     rng = p.rng
     since = p.active_from + timedelta(days=1)
@@ -124,7 +124,7 @@ def _templates(channel: str, *, styling: bool) -> list[str]:
     return chosen or names
 
 
-def _abandoned_cart(p: _Person, start: datetime, abandoned_at: datetime) -> None:
+def _abandoned_cart(p: PersonHistory, start: datetime, abandoned_at: datetime) -> None:
     dress, earrings = copy.LAUNCH_DRESS, copy.CATALOG[16]
     p.event("App Opened", start, {"platform": PushPlatform.ANDROID})
     p.event("Product Viewed", start + timedelta(minutes=1), {**dress.as_item(), "currency": "USD"})
@@ -142,7 +142,7 @@ def _delivered(queued: datetime) -> Outcome:
     return Outcome({"sending": sending, "sent": sent, "delivered": sent + timedelta(seconds=3)}, "delivered")
 
 
-def _content(p: _Person, channel: str, template: str) -> dict:
+def _content(p: PersonHistory, channel: str, template: str) -> dict:
     content = dict(copy.MARKETING[channel])[template]
     url = f"{copy.SHOP_URL}/c/{template}?utm_source=chorus&utm_medium={channel}&utm_campaign={template}"
     return copy.render(content, p.sim.first_name, url)

@@ -79,3 +79,20 @@ def test_the_same_mixed_batch_sent_four_times_at_once_is_stored_once():
         20,
         5,
     )
+
+
+def test_message_ids_reused_for_other_customers_in_reverse_order_do_not_deadlock():
+    ids = [f"m-{i:02d}" for i in range(60)]
+    batches = [
+        [
+            TrackCall(user_id=f"{who}_{i % 3}", timestamp=AT, event="E", message_id=m)
+            for i, m in enumerate(order)
+        ]
+        for who, order in (("a", ids), ("b", ids[::-1]), ("c", ids[20:] + ids[:20]))
+    ]
+
+    results = run_concurrently(batches)
+
+    assert all(not isinstance(r, Exception) for r in results), results
+    assert sum(r.stored for r in results) == 60
+    assert Event.objects.count() == 60

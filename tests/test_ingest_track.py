@@ -195,3 +195,17 @@ def test_track_for_a_known_customer_takes_three_queries_and_a_savepoint(
 
     assert response.status_code == 200
     assert Event.objects.count() == 2
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "expected"),
+    [
+        ("2015-02-23T22:28:55.111Z", datetime(2015, 2, 23, 22, 28, 55, 111000, tzinfo=UTC)),
+        ("2026-11-23T20:14:00.123456789Z", datetime(2026, 11, 23, 20, 14, 0, 123456, tzinfo=UTC)),
+        ("2026-11-23T21:14:00+0100", datetime(2026, 11, 23, 20, 14, tzinfo=UTC)),
+    ],
+)
+def test_track_accepts_the_iso_8601_forms_sdks_send(ingest_client, timestamp, expected):
+    post(ingest_client, {"userId": "u_1", "event": "E", "timestamp": timestamp})
+
+    assert Event.objects.get().occurred_at == expected

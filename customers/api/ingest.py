@@ -13,7 +13,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.decorators import api_view, permission_classes
+from rest_framework.decorators import api_view
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -29,17 +29,10 @@ from customers.api.ingest_validation import (
     validate_single,
 )
 from orchestrator.api_errors import error_response
-from orchestrator.api_keys import HasScope, request_source
+from orchestrator.api_keys import api_access, request_source
 
 SUCCESS = {"success": True}
-
-
-def _ingest_endpoint(func):
-    """POST only, for API keys with the ``ingest`` scope; signed-in people may not ingest."""
-    view = api_view(["POST"])(permission_classes([HasScope])(func))
-    view.cls.required_scope = "ingest"
-    view.cls.required_capability = None
-    return view
+INGEST_SCOPE = "ingest"
 
 
 @extend_schema(
@@ -51,7 +44,8 @@ def _ingest_endpoint(func):
     tags=["ingestion"],
     auth=[{"ApiKey": []}],
 )
-@_ingest_endpoint
+@api_access(scope=INGEST_SCOPE, capability=None)  # people may not ingest, only keys
+@api_view(["POST"])
 def identify(request: Request) -> Response:
     return _single(request, "identify", ingestion.do_identify)
 
@@ -65,7 +59,8 @@ def identify(request: Request) -> Response:
     tags=["ingestion"],
     auth=[{"ApiKey": []}],
 )
-@_ingest_endpoint
+@api_access(scope=INGEST_SCOPE, capability=None)  # people may not ingest, only keys
+@api_view(["POST"])
 def track(request: Request) -> Response:
     return _single(request, "track", ingestion.do_track)
 
@@ -82,7 +77,8 @@ def track(request: Request) -> Response:
     tags=["ingestion"],
     auth=[{"ApiKey": []}],
 )
-@_ingest_endpoint
+@api_access(scope=INGEST_SCOPE, capability=None)  # people may not ingest, only keys
+@api_view(["POST"])
 def batch(request: Request) -> Response:
     received_at = timezone.now()
     body, data, refusal = _read_json(request, MAX_BATCH_BYTES)

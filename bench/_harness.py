@@ -75,12 +75,16 @@ def manage(env: dict[str, str], *args: str) -> str:
 
 
 @contextmanager
-def production_server(env: dict[str, str], port: int, workers: int):
-    """uvicorn serving the ASGI app with several worker processes, as in docs/deploy.md."""
+def production_server(env: dict[str, str], port: int, workers: int, threads: int = 4):
+    """The HTTP tier as docs/deploy.md runs it: gunicorn, several processes × threads (WSGI).
+
+    WebSockets go to the ASGI tier (uvicorn) in production; the API is plain HTTP, and
+    Django serves sync views through WSGI without a thread hop per request.
+    """
     cmd = [
-        PYTHON, "-m", "uvicorn", "orchestrator.asgi:application",
-        "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-        "--no-access-log", "--log-level", "warning", "--loop", "uvloop", "--http", "httptools",
+        PYTHON, "-m", "gunicorn", "orchestrator.wsgi:application",
+        "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--worker-class", "gthread",
+        "--threads", str(threads), "--keep-alive", "30", "--log-level", "warning",
     ]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
     try:
@@ -167,7 +171,13 @@ async def _drive(port, path, key, make_body, concurrency, seconds):
 
 def load(port: int, path: str, key: str, make_body, *, concurrency: int, seconds: float):
     """Run a closed-loop load; returns (sorted latencies in seconds, error statuses, elapsed s)."""
-    latencies, errors, elapsed = asyncio.run(_drive(port, path, key, make_body, concurrency, seconds))
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    latencies, errors, elapsed = runner(_drive(port, path, key, make_body, concurrency, seconds))
     latencies.sort()
     return latencies, errors, elapsed
 

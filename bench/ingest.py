@@ -46,6 +46,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--quick", action="store_true", help="short phases; finishes within 60 s")
     parser.add_argument("--workers", type=int, default=int(os.environ.get("BENCH_WORKERS", "3")))
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_THREADS", "4")))
     parser.add_argument("--seconds", type=float, default=None, help="duration of each phase")
     args = parser.parse_args()
     seconds = args.seconds or (8.0 if args.quick else 30.0)
@@ -58,7 +59,7 @@ def main() -> None:
     run = uuid.uuid4().hex[:10]
     port = h.free_port()
 
-    with h.production_server(env, port, args.workers):
+    with h.production_server(env, port, args.workers, args.threads):
         # Warm each worker's connections and code paths before measuring.
         h.load(port, "/api/v1/track", key, lambda n: h.dumps(track_item(run + "w", n)), concurrency=8, seconds=2)
 

@@ -15,13 +15,13 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 
+from orchestrator import api_usage as usage
 from orchestrator.models import ApiKey, ApiScope
 
 KEY_PREFIX = "chorus_"
@@ -94,16 +94,40 @@ def do_create_api_key(
 
 def do_revoke_api_key(api_key: ApiKey) -> None:
     ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    _KEY_CACHE.pop(api_key.prefix, None)
+    usage.mark_revoked(api_key.prefix)
+
+
+# Keys found recently, per process: authentication is on every ingestion request, and a
+# database round trip per request for a row that almost never changes is most of its cost.
+# Revocation still takes effect at once: the revoking process drops its entry, and other
+# processes see the revocation flag that comes back with the rate-limit counter.
+KEY_CACHE_SECONDS = 30.0
+_KEY_CACHE: dict[str, tuple[float, ApiKey]] = {}
 
 
 def find_key(clear_key: str) -> ApiKey | None:
     if not clear_key.startswith(KEY_PREFIX) or "." not in clear_key:
         return None
     prefix, _, secret = clear_key[len(KEY_PREFIX) :].partition(".")
-    api_key = ApiKey.objects.filter(prefix=prefix, revoked_at__isnull=True).first()
-    if api_key is None or not hmac.compare_digest(api_key.hashed_secret, _hash(secret)):
+    now = time.monotonic()
+    cached = _KEY_CACHE.get(prefix)
+    if cached is not None and cached[0] > now:
+        api_key = cached[1]
+    else:
+        api_key = ApiKey.objects.filter(prefix=prefix, revoked_at__isnull=True).first()
+        if api_key is None:
+            _KEY_CACHE.pop(prefix, None)
+            return None
+        _KEY_CACHE[prefix] = (now + KEY_CACHE_SECONDS, api_key)
+    if not hmac.compare_digest(api_key.hashed_secret, _hash(secret)):
         return None
     return api_key
+
+
+def forget_cached_keys() -> None:
+    _KEY_CACHE.clear()
+    _TOUCHED.clear()
 
 
 class RateLimited(exceptions.Throttled):
@@ -111,19 +135,17 @@ class RateLimited(exceptions.Throttled):
 
 
 def check_rate_limit(api_key: ApiKey) -> None:
-    """Fixed one-minute windows counted in the shared cache (Redis in production)."""
+    """Fixed one-minute windows counted in the shared store (Redis in production).
+
+    Raises AuthenticationFailed when another process has revoked the key since this one
+    cached it, and RateLimited (429 with Retry-After) over the key's limit.
+    """
     limit = api_key.rate_limit_per_minute or settings.API_RATE_LIMIT_PER_MINUTE
     now = time.time()
-    window = int(now // 60)
-    cache_key = f"ratelimit:{api_key.pk}:{window}"
-    if cache.add(cache_key, 1, timeout=70):
-        count = 1
-    else:
-        try:
-            count = cache.incr(cache_key)
-        except ValueError:  # expired between add and incr
-            cache.add(cache_key, 1, timeout=70)
-            count = 1
+    count, revoked = usage.hit(api_key.pk, api_key.prefix, int(now // 60))
+    if revoked:
+        _KEY_CACHE.pop(api_key.prefix, None)
+        raise exceptions.AuthenticationFailed("Authorization: unknown or revoked API key.")
     if count > limit:
         # Seconds until the next window opens, rounded up so a client never retries early.
         raise RateLimited(wait=max(1, math.ceil(60 - now % 60)))
@@ -152,9 +174,16 @@ class ApiKeyAuthentication(BaseAuthentication):
         return 'Bearer realm="chorus"'
 
 
+# When this process last wrote each key's last_used_at (monotonic seconds).
+_TOUCHED: dict[int, float] = {}
+TOUCH_EVERY_SECONDS = 60.0
+
+
 def _touch(api_key: ApiKey) -> None:
-    """Record last use at most once a minute per key, so hot paths don't write per request."""
-    if cache.add(f"apikey-touched:{api_key.pk}", 1, timeout=60):
+    """Record last use at most once a minute per key and process: no write per request."""
+    now = time.monotonic()
+    if now - _TOUCHED.get(api_key.pk, -TOUCH_EVERY_SECONDS) >= TOUCH_EVERY_SECONDS:
+        _TOUCHED[api_key.pk] = now
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=timezone.now())
 
 
@@ -206,7 +235,11 @@ class HasScope(BasePermission):
             return bool(scope) and request.auth.has_scope(scope)
         user = request.user
         capability = _for_method(getattr(view, "required_capability", None), request.method)
-        self.message = f"Your role does not allow {capability}."
+        self.message = (
+            f"Your role does not allow {capability}."
+            if capability
+            else "This endpoint takes an API key (Authorization: Bearer …), not a signed-in session."
+        )
         return bool(user and user.is_authenticated and capability and has_capability(user, capability))
 
 

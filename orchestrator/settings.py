@@ -55,9 +55,16 @@ INSTALLED_APPS = [
     "orchestrator",
 ]
 
+# Which server interface loaded these settings: orchestrator/wsgi.py sets "wsgi".
+SERVER_INTERFACE = env_str("CHORUS_SERVER_INTERFACE", "asgi")
+if SERVER_INTERFACE not in {"asgi", "wsgi"}:
+    raise ImproperlyConfigured(f"CHORUS_SERVER_INTERFACE: expected asgi or wsgi, got {SERVER_INTERFACE!r}")
+
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "servestatic.middleware.ServeStaticMiddleware",
+    # servestatic's middleware is async-only: under WSGI it would force an event loop and
+    # two thread hops onto every request, so the WSGI entry point wraps the app instead.
+    *(["servestatic.middleware.ServeStaticMiddleware"] if SERVER_INTERFACE == "asgi" else []),
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -91,10 +98,18 @@ TEMPLATES = [
 _database_url = env_str("DATABASE_URL")
 if _database_url:
     _default_db = database_from_url("DATABASE_URL", _database_url)
-    _default_db["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 60, minimum=0)
+    _default_db["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 0, minimum=0)
     _default_db["CONN_HEALTH_CHECKS"] = True
     if _default_db["ENGINE"].endswith("postgresql"):
         _default_db["TEST"] = {"NAME": env_str("TEST_DATABASE_NAME", f"test_{_default_db['NAME']}")}
+        # Under ASGI each request's sync code runs on its own thread, so Django's
+        # persistent per-thread connections leak (one per request until the server hits
+        # max_connections). A psycopg pool per process hands connections back instead.
+        _pool_size = env_int("DB_POOL_MAX_SIZE", 8, minimum=0)
+        if _pool_size:
+            if _default_db["CONN_MAX_AGE"]:
+                raise ImproperlyConfigured("DB_CONN_MAX_AGE: must be 0 while the connection pool is on (DB_POOL_MAX_SIZE > 0)")
+            _default_db["OPTIONS"]["pool"] = {"min_size": 1, "max_size": _pool_size, "timeout": 10}
 elif PRODUCTION:
     raise ImproperlyConfigured("DATABASE_URL: required when CHORUS_PRODUCTION is set (postgres://…)")
 else:

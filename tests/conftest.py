@@ -7,15 +7,23 @@ from django.contrib.auth.models import Group, User
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
-from orchestrator.api_keys import do_create_api_key
+from orchestrator.api_keys import do_create_api_key, forget_cached_keys
 from orchestrator.roles import Role
 
 
 @pytest.fixture(autouse=True)
 def _clear_cache():
     cache.clear()
+    forget_cached_keys()
     yield
     cache.clear()
+    forget_cached_keys()
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hasher(settings):
+    # Users sign in throughout the suite; the production hasher is slow by design.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django.urls import reverse
@@ -98,4 +97,4 @@ class Command(BaseCommand):
         out.write(f"  transitions: {summary.transitions}")
         if summary.launch_customer_pk is not None:
             path = reverse("customers:profile", args=[summary.launch_customer_pk])
-            out.write(f"  launch-story customer (Maya Chen, cust_maya): {settings.PUBLIC_URL}{path}")
+            out.write(f"  launch-story customer (Maya Chen, cust_maya): {path}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 
 
@@ -24,7 +25,10 @@ class ApiKey(models.Model):
     hashed_secret = models.CharField(max_length=64, editable=False)
     scopes = models.JSONField(default=list, help_text="Any of: ingest, read, manage.")
     rate_limit_per_minute = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Overrides API_RATE_LIMIT_PER_MINUTE for this key."
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Requests per minute; empty uses API_RATE_LIMIT_PER_MINUTE.",
     )
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)

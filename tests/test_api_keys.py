@@ -186,3 +186,13 @@ def test_retry_after_is_never_zero_at_the_end_of_a_window():
         response = client.get(LIST)
     assert response.status_code == 429
     assert response["Retry-After"] == "1"
+
+
+def test_a_zero_rate_limit_is_refused_by_model_validation(make_api_key):
+    from django.core.exceptions import ValidationError
+
+    api_key, _ = make_api_key(("ingest",))
+    api_key.rate_limit_per_minute = 0
+    with pytest.raises(ValidationError) as raised:
+        api_key.full_clean()
+    assert list(raised.value.message_dict) == ["rate_limit_per_minute"]

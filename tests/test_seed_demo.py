@@ -250,3 +250,10 @@ def test_activity_concentrates_in_each_persons_active_hours():
         inside += at.astimezone(ZoneInfo(tz)).hour in people[external_id].active_hours
     assert total > 300
     assert inside / total >= 0.6
+
+
+def test_refuses_to_run_in_production(settings, db):
+    settings.PRODUCTION = True
+    with pytest.raises(CommandError, match="refuses to run with CHORUS_PRODUCTION set"):
+        call_command("seed_demo", "--customers", "5", "--reset", stdout=StringIO())
+    assert not Customer.objects.exists()

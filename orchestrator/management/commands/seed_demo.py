@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django.urls import reverse
@@ -73,6 +74,10 @@ class Command(BaseCommand):
         group.add_argument("--if-empty", action="store_true", help="Do nothing (quietly) when customers already exist.")
 
     def handle(self, *args, **options) -> None:
+        if settings.PRODUCTION:
+            # Demo people in a real workspace would receive real messages, and --reset
+            # would wipe real customers and the suppression list.
+            raise CommandError("seed_demo refuses to run with CHORUS_PRODUCTION set: demo data never belongs in production.")
         if options["customers"] < 1 or options["days"] < 7:
             raise CommandError("--customers must be at least 1 and --days at least 7")
         now = parse_now(options["now"])

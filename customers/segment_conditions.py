@@ -7,7 +7,6 @@ the ``ConditionType`` enum to them.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,6 +40,9 @@ MAX_LIST = 100
 MAX_TEXT = 200
 MAX_DAYS = 36_500
 KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+# Numbers are smaller than 10**30 in magnitude: the bound of numeric text in SQL
+# (segment_sql.NUMERIC_TEXT), and far from where floats overflow or int() refuses digits.
+MAX_NUMBER = 10**30
 
 
 class Match(StrEnum):
@@ -114,8 +116,7 @@ class Reader:
 
     def number(self, key: str, *, integer: bool = False, minimum: float | None = None, maximum: float | None = None):
         value = self.get(key)
-        kinds = (int,) if integer else (int, float)
-        if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value):
+        if not _number(value, integer=integer):
             self.problem(key, ("is required" if value in (None, "") else "must be a whole number" if integer else "must be a number"))
             return None
         if minimum is not None and value < minimum:
@@ -164,7 +165,16 @@ def _read_value(r: Reader, operator: str, key: str = "value"):
 
 
 def _scalar(value: Any) -> bool:
-    return isinstance(value, (str, int, float, bool)) and value != "" and (not isinstance(value, str) or len(value) <= MAX_TEXT)
+    if isinstance(value, str):
+        return value != "" and len(value) <= MAX_TEXT
+    return isinstance(value, bool) or _number(value)
+
+
+def _number(value: Any, *, integer: bool = False) -> bool:
+    """A finite int (or float) within ±MAX_NUMBER; never a bool."""
+    if isinstance(value, bool) or not isinstance(value, (int,) if integer else (int, float)):
+        return False
+    return abs(value) < MAX_NUMBER  # False for NaN and ±inf; exact (never overflows) for huge ints
 
 
 class Condition:

@@ -37,7 +37,9 @@ from customers.segments import (
 
 MAX_ROWS = 60
 MAX_PATH_PARTS = 2 * (MAX_DEPTH + 1) + 3  # conditions.N per level, then where.value
-NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
+# At most 30 digits either side of the point (segment_conditions.MAX_NUMBER): longer text
+# stays text, so validation reports it at its field instead of int() or float() failing.
+NUMBER = re.compile(r"^-?[0-9]{1,30}(\.[0-9]{1,30})?$")
 NO_VALUE = ("exists", "not_exists")
 
 LABELS = {
@@ -165,7 +167,10 @@ def _typed(text: str, operator: str, *, literal: bool):
 def _number(text: str):
     """A number when the text is one; the text otherwise, so validation names the field."""
     if NUMBER.match(text):
-        return float(text) if "." in text else int(text)
+        try:
+            return float(text) if "." in text else int(text)
+        except (OverflowError, ValueError):  # unreachable with NUMBER's bound; kept as a guard
+            return text
     return text or None
 
 

@@ -9,11 +9,12 @@ jsonb number); SQLite, the embedded default, casts to REAL.
 
 from __future__ import annotations
 
+import functools
 from decimal import Decimal
 
 from django.db import NotSupportedError
-from django.db.models import BooleanField, F, FloatField, Func, Q
-from django.db.models.fields.json import compile_json_path
+from django.db.models import BooleanField, Expression, F, FloatField, Func, Q
+from django.db.models.fields.json import KeyTransform, compile_json_path
 
 # A plain decimal number written as text, bounded so the cast can never overflow.
 NUMERIC_TEXT = r"^\s*-?[0-9]{1,30}(\.[0-9]{1,30})?\s*$"
@@ -102,15 +103,37 @@ def json_present(field: str, path: tuple[str, ...]) -> Q:
     return Q(JSONPresent(field, path))
 
 
+class JSONKeyLookup(Expression):
+    """A Django lookup (``exact``, ``in``, ``icontains``) on the value at ``path`` in a JSON column.
+
+    Built from explicit key transforms, never from a ``traits__a__b`` keyword: there a key
+    named like a lookup or transform (``score.gt``, ``a.in``, ``a.year``) would be read as
+    one and fail to compile. The lookup is made once the column is resolved, so the value is
+    prepared by the column's own field exactly as the keyword form would prepare it.
+    """
+
+    conditional = True
+    output_field = BooleanField()
+
+    def __init__(self, field: str, path: tuple[str, ...], lookup: str, value):
+        super().__init__()
+        # "column", not "field": Expression.field is the output field.
+        self.column, self.path, self.lookup, self.value = field, tuple(path), lookup, value
+
+    def resolve_expression(self, query=None, allow_joins=True, reuse=None, summarize=False, for_save=False):
+        column = F(self.column).resolve_expression(query, allow_joins, reuse, summarize, for_save)
+        key = functools.reduce(lambda inner, name: KeyTransform(name, inner), self.path, column)
+        return key.get_lookup(self.lookup)(key, self.value)
+
+
 def json_q(field: str, path: tuple[str, ...], operator: str, value) -> Q:
     """A condition on one JSON value. Negations (neq, not_in) include a missing key."""
-    key = "__".join((field, *path))
     if operator == "eq":
-        return Q(**{f"{key}__exact": value})
+        return Q(JSONKeyLookup(field, path, "exact", value))
     if operator == "in":
-        return Q(**{f"{key}__in": list(value)})
+        return Q(JSONKeyLookup(field, path, "in", list(value)))
     if operator == "contains":
-        return Q(**{f"{key}__icontains": value})
+        return Q(JSONKeyLookup(field, path, "icontains", value))
     if operator == "exists":
         return json_present(field, path)
     if operator == "not_exists":

@@ -13,6 +13,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.db import IntegrityError
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
@@ -31,6 +32,7 @@ from customers.segment_forms import (
     type_choices,
 )
 from customers.segments import (
+    COUNT_FAILED,
     InvalidSegment,
     compile_segment,
     do_save_segment,
@@ -40,6 +42,7 @@ from customers.segments import (
 from orchestrator.roles import Capability, has_capability, require_capability
 
 SAMPLE_SIZE = 10
+LIST_PAGE_SIZE = 50  # segments per list page; each page's counts are one query
 TEMPLATE = "customers/segment_edit.html"
 
 
@@ -57,10 +60,11 @@ def _render(request: HtmxHttpRequest, fragment: str | None, context: dict, statu
 @require_capability(Capability.VIEW_CUSTOMERS)
 @require_http_methods(["GET", "HEAD"])
 def segment_list(request: HtmxHttpRequest) -> HttpResponse:
-    segments = list(Segment.objects.all())
+    page = Paginator(Segment.objects.all(), LIST_PAGE_SIZE).get_page(request.GET.get("page"))
+    segments = list(page.object_list)
     counts = member_counts({s.pk: s.definition for s in segments})
     rows = [(segment, counts.get(segment.pk)) for segment in segments]
-    return render(request, "customers/segments.html", {"rows": rows})
+    return render(request, "customers/segments.html", {"rows": rows, "page": page, "count_failed": COUNT_FAILED})
 
 
 @require_capability(Capability.VIEW_CUSTOMERS)
@@ -98,6 +102,8 @@ def _save(request: HtmxHttpRequest, segment: Segment | None, definition: dict) -
             )
         except IntegrityError:  # a concurrent save took the name between the check and the write
             form.add_error("name", "Another segment already has this name.")
+        except InvalidSegment as invalid:  # valid, but it does not compile to a query
+            problems = _first_per_path(invalid.problems)
         else:
             messages.success(request, f"Saved segment “{saved.name}”.")
             url = reverse("customers:segments")

@@ -22,12 +22,14 @@ without a time zone are read in the project's (UTC).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
-from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.core.exceptions import EmptyResultSet, ValidationError
+from django.db import DatabaseError, transaction
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
@@ -58,11 +60,25 @@ from customers.segment_conditions import (
 
 __all__ = [  # the entry points, and the vocabulary of definitions re-exported for the editor
     "validate_definition", "compile_segment", "member_count", "member_counts", "is_member",
-    "do_save_segment", "InvalidSegment", "SegmentDefinition", "CONDITIONS", "ConditionType",
+    "do_save_segment", "InvalidSegment", "SegmentDefinition", "COUNT_FAILED", "CONDITIONS", "ConditionType",
     "Match", "Aggregate", "MAX_CONDITIONS", "MAX_DEPTH", "ANY_CHANNEL", "UNSET", "COMPARISONS",
     "RECENCY_OPERATORS", "TEXT_FIELDS", "TEXT_OPERATORS", "TIME_FIELDS", "TIME_OPERATORS",
     "VALUE_OPERATORS",
 ]
+
+
+logger = logging.getLogger(__name__)
+
+NOT_COMPILABLE = "cannot be turned into a query; change or remove the condition that causes it"
+
+
+class CountFailed(Enum):
+    """A valid definition whose count could not be computed (the error is logged)."""
+
+    FAILED = "failed"
+
+
+COUNT_FAILED = CountFailed.FAILED
 
 
 class InvalidSegment(ValidationError):
@@ -118,20 +134,56 @@ def member_count(definition: Any) -> int:
     return compile_segment(definition).count()
 
 
-def member_counts(definitions: Mapping[Any, Any]) -> dict[Any, int | None]:
-    """Counts for many definitions in ONE query (a filtered COUNT each); None when invalid."""
-    ctx, counts, aggregates = Context(now=timezone.now()), {}, {}
-    for n, (key, definition) in enumerate(definitions.items()):
+def member_counts(definitions: Mapping[Any, Any]) -> dict[Any, int | None | CountFailed]:
+    """Counts for many definitions in ONE query (a filtered COUNT each).
+
+    None when a definition is invalid; COUNT_FAILED (logged) when a valid one cannot be
+    counted, so one bad segment never takes the others down with it.
+    """
+    ctx, counts, filters = Context(now=timezone.now()), {}, {}
+    for key, definition in definitions.items():
         try:
             q = validate_definition(definition).to_q(ctx)
+            _compile(Customer.objects.filter(q))
         except InvalidSegment:
             counts[key] = None
-            continue
-        aggregates[f"c{n}"] = (key, Count("pk", filter=q) if q else Count("pk"))
-    if aggregates:
-        row = Customer.objects.aggregate(**{alias: agg for alias, (_, agg) in aggregates.items()})
-        counts |= {key: row[alias] for alias, (key, _) in aggregates.items()}
-    return counts
+        except Exception:  # noqa: BLE001 - isolate the one segment; the rest are still counted
+            logger.exception("Segment %r cannot be compiled; its count is left out", key)
+            counts[key] = COUNT_FAILED
+        else:
+            filters[key] = q
+    return counts | _count_together(filters)
+
+
+def _count_together(filters: dict[Any, Q]) -> dict[Any, int | CountFailed]:
+    if not filters:
+        return {}
+    aliases = {f"c{n}": key for n, key in enumerate(filters)}
+    aggregates = {alias: Count("pk", filter=filters[key]) if filters[key] else Count("pk") for alias, key in aliases.items()}
+    try:
+        with transaction.atomic():  # a savepoint: a failed count must not break the request's transaction
+            row = Customer.objects.aggregate(**aggregates)
+    except DatabaseError:
+        logger.exception("Counting %d segments in one query failed; counting each alone", len(filters))
+        return {key: _count_alone(key, q) for key, q in filters.items()}
+    return {key: row[alias] for alias, key in aliases.items()}
+
+
+def _count_alone(key: Any, q: Q) -> int | CountFailed:
+    try:
+        with transaction.atomic():
+            return Customer.objects.filter(q).count()
+    except DatabaseError:
+        logger.exception("Segment %r cannot be counted", key)
+        return COUNT_FAILED
+
+
+def _compile(members: QuerySet[Customer]) -> None:
+    """Turn the query into SQL without running it: raises whatever compiling raises."""
+    try:
+        members.query.get_compiler(using=members.db).as_sql()
+    except EmptyResultSet:  # a condition that can match nobody is still a valid query
+        pass
 
 
 def is_member(definition: Any, customer: Customer) -> bool:
@@ -142,8 +194,19 @@ def is_member(definition: Any, customer: Customer) -> bool:
 def do_save_segment(
     segment: Segment | None, *, name: str, description: str, definition: Any, actor=None
 ) -> Segment:
-    """Create or update a segment, storing its definition validated and canonical."""
-    canonical = validate_definition(definition).to_json()
+    """Create or update a segment, storing its definition validated and canonical.
+
+    The definition is also compiled to SQL (not run), so one that validates but cannot
+    become a query is refused here, as InvalidSegment, instead of failing every page that
+    counts it later.
+    """
+    validated = validate_definition(definition)
+    try:
+        _compile(compile_segment(validated))
+    except Exception as error:  # noqa: BLE001 - any compile error is a problem with the definition
+        logger.exception("A valid segment definition does not compile: %r", validated.to_json())
+        raise InvalidSegment([("", NOT_COMPILABLE)]) from error
+    canonical = validated.to_json()
     if segment is None:
         return Segment.objects.create(name=name, description=description, definition=canonical, created_by=actor)
     segment = Segment.objects.select_for_update().get(pk=segment.pk)

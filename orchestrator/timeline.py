@@ -9,6 +9,7 @@ customers and channels_app.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,9 @@ from channels_app.models import Message
 from customers.models import ConsentChange, Customer, Event, ProfileUpdate
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# "<microseconds since EPOCH>.<kind>.<id>": digits only, so no sign, spaces or underscores;
+# 18 digits reach past year 9999 (which the datetime check then refuses), 19 hold a bigint id.
+CURSOR = re.compile(r"([0-9]{1,18})\.([a-z]{1,16})\.([0-9]{1,19})")
 
 
 class Kind(StrEnum):
@@ -84,9 +88,15 @@ class Cursor:
 
     @classmethod
     def parse(cls, text: str) -> Cursor:
-        """Inverse of str(); raises ValueError on anything else."""
-        micros, kind, pk = text.split(".")
-        return cls(EPOCH + timedelta(microseconds=int(micros)), Kind(kind), int(pk))
+        """Inverse of str(); raises ValueError on anything else (never OverflowError)."""
+        match = CURSOR.fullmatch(text)
+        if match is None:
+            raise ValueError(f"Malformed timeline cursor: {text[:100]!r}")
+        micros, kind, pk = match.groups()
+        try:
+            return cls(EPOCH + timedelta(microseconds=int(micros)), Kind(kind), int(pk))
+        except OverflowError as error:  # a time past year 9999
+            raise ValueError(f"Timeline cursor out of range: {text!r}") from error
 
 
 @dataclass(frozen=True)

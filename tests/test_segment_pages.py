@@ -319,3 +319,46 @@ def test_messaging_team_can_view_and_explore_but_not_save(messaging, customers):
 
 def test_editing_a_missing_segment_is_404(marketer):
     assert marketer.get(reverse("customers:segment-edit", args=[999])).status_code == 404
+
+
+# --- pagination -----------------------------------------------------------------------
+
+
+def test_list_shows_fifty_segments_a_page_in_name_order(marketer, customers):
+    Segment.objects.bulk_create(Segment(name=f"Segment {n:02}", definition=PRO) for n in range(51))
+    first = marketer.get(LIST_URL)
+    assert first.status_code == 200
+    assert [segment.name for segment, _ in first.context["rows"]] == [f"Segment {n:02}" for n in range(50)]
+    assert {count for _, count in first.context["rows"]} == {12}
+    html = first.content.decode()
+    assert '<span class="muted">Page 1 of 2</span>' in html
+    assert '<a class="btn btn-sm" rel="next" href="?page=2">Next →</a>' in html
+    assert 'rel="prev"' not in html
+
+    second = marketer.get(LIST_URL, {"page": 2})
+    assert [(segment.name, count) for segment, count in second.context["rows"]] == [("Segment 50", 12)]
+    html = second.content.decode()
+    assert '<span class="muted">Page 2 of 2</span>' in html
+    assert '<a class="btn btn-sm" rel="prev" href="?page=1">← Previous</a>' in html
+    assert 'rel="next"' not in html
+
+
+def test_list_page_out_of_range_or_malformed_falls_back_to_a_real_page(marketer):
+    Segment.objects.bulk_create(Segment(name=f"Segment {n:02}", definition=PRO) for n in range(51))
+    assert [s.name for s, _ in marketer.get(LIST_URL, {"page": 99}).context["rows"]] == ["Segment 50"]
+    assert len(marketer.get(LIST_URL, {"page": "abc"}).context["rows"]) == 50
+
+
+def test_a_single_page_list_has_no_pagination(marketer):
+    Segment.objects.create(name="Pro plan", definition=PRO)
+    assert b'class="pagination"' not in marketer.get(LIST_URL).content
+
+
+def test_each_list_page_counts_its_segments_in_one_customer_query(marketer, customers):
+    Segment.objects.bulk_create(Segment(name=f"Segment {n:02}", definition=PRO) for n in range(75))
+    for page in (1, 2):
+        with CaptureQueriesContext(connection) as captured:
+            response = marketer.get(LIST_URL, {"page": page})
+        assert response.status_code == 200
+        assert len(response.context["rows"]) == (50, 25)[page - 1]
+        assert [q["sql"].count("COUNT(") for q in captured if "customers_customer" in q["sql"]] == [(50, 25)[page - 1]]

@@ -452,3 +452,45 @@ def test_profile_query_count_does_not_grow_with_history(messaging, ada, django_a
     # session, user, roles, customer, contact points, consents, four timeline sources
     with django_assert_max_num_queries(10):
         messaging.get(url(ada))
+
+
+# --- Malformed "load older" cursors ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "before",
+    [
+        "99999999999999999999.event.1",  # more microseconds than a timedelta holds
+        "999999999999999999.event.1",  # a time past year 9999
+        "-1.event.1",  # negative time
+        "1781481600000000.event.-1",  # negative id
+        "1781481600000000.event",  # missing the id
+        "1781481600000000",  # missing kind and id
+        "1781481600000000.event.1.2",  # a part too many
+        "soon.event.1",  # non-numeric time
+        "1781481600000000.event.one",  # non-numeric id
+        "1_781_481_600_000_000.event.1",  # digits int() would accept, str() never writes
+        "1781481600000000.alien.1",  # unknown kind
+    ],
+)
+def test_load_older_with_a_malformed_cursor_is_a_bad_request(marketer, ada, before):
+    event(ada, NOW - timedelta(minutes=1))
+    response = marketer.get(url(ada, before=before), **HTMX)
+    assert response.status_code == 400
+    assert response.content == b"Malformed timeline cursor."
+
+
+@pytest.mark.parametrize("text", ["99999999999999999999.event.1", "999999999999999999.event.1", "-1.event.1", "1.alien.1"])
+def test_cursor_parse_raises_only_value_error(text):
+    from orchestrator.timeline import Cursor
+
+    with pytest.raises(ValueError):
+        Cursor.parse(text)
+
+
+def test_cursor_parse_reads_back_what_str_writes():
+    from orchestrator.timeline import Cursor, Kind
+
+    cursor = Cursor(NOW, Kind.CONSENT, 42)
+    assert str(cursor) == "1781524800000000.consent.42"
+    assert Cursor.parse(str(cursor)) == cursor

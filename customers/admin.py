@@ -148,9 +148,10 @@ class CustomerAdmin(ChorusModelAdmin):
         return self._can(request, Capability.EDIT_CUSTOMERS)
 
     def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        if not change or {"email", "phone", "external_id"} & set(form.changed_data):
-            apply_suppressions(obj)  # a known-suppressed address starts suppressed
+        # Contact points and suppressions follow the email and phone, as on ingestion.
+        from customers.profiles import do_save_customer
+
+        do_save_customer(obj)
 
     def get_urls(self):
         prefix = f"{self.opts.app_label}_{self.opts.model_name}"
@@ -174,8 +175,9 @@ class CustomerAdmin(ChorusModelAdmin):
         form = ConsentForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
-            do_set_consent(customer, data["channel"], data["category"], data["status"], source=ADMIN_SOURCE, actor=request.user)
-            self.message_user(request, f"Consent for {data['channel']}/{data['category']} is now {data['status']}.", messages.SUCCESS)
+            result = do_set_consent(customer, data["channel"], data["category"], data["status"], source=ADMIN_SOURCE, actor=request.user)
+            state = "is now" if result.changed else "was already"
+            self.message_user(request, f"Consent for {data['channel']}/{data['category']} {state} {data['status']}.", messages.SUCCESS)
             return HttpResponseRedirect(reverse("admin:customers_customer_change", args=[customer.pk]))
         context = self._context(
             request, "Set consent", original=customer, form=form,
@@ -208,14 +210,10 @@ class CustomerAdmin(ChorusModelAdmin):
     @transaction.atomic
     def _erase(self, request, customer: Customer) -> None:
         pk = customer.pk
-        do_erase_customer(customer)
-        # The admin's own log must not keep the name or email of an erased person.
-        content_type = ContentType.objects.get_for_model(Customer)
-        erased = f"Customer {pk} (erased)"
-        LogEntry.objects.filter(content_type=content_type, object_id=str(pk)).update(object_repr=erased)
+        do_erase_customer(customer)  # also scrubs the admin log of this person
         LogEntry.objects.create(
-            user_id=request.user.pk, content_type=content_type, object_id=str(pk),
-            object_repr=erased, action_flag=DELETION, change_message="Erased (GDPR); suppression hashes kept.",
+            user_id=request.user.pk, content_type=ContentType.objects.get_for_model(Customer), object_id=str(pk),
+            object_repr=f"Customer {pk} (erased)", action_flag=DELETION, change_message="Erased (GDPR); suppression hashes kept.",
         )
 
 
@@ -309,7 +307,7 @@ BLOCKING_CHOICES = [(value, label) for value, label in ConsentStatus.choices if 
 class SuppressionAddForm(forms.ModelForm):
     value = forms.CharField(
         label="Email, phone or external id", max_length=255, widget=UnechoedTextInput(attrs={"autocomplete": "off"}),
-        help_text="Only its SHA-256 hash is stored; the clear value is not kept or shown again.",
+        help_text="Only its keyed hash (HMAC-SHA256) is stored; the clear value is not kept or shown again.",
     )
     status = forms.ChoiceField(choices=BLOCKING_CHOICES, initial=ConsentStatus.UNSUBSCRIBED)
 
@@ -329,7 +327,9 @@ class SuppressionAddForm(forms.ModelForm):
                 validate_e164(value)
         except ValidationError as exc:
             raise ValidationError({"value": [f"Not a valid {kind}: {m}" for m in exc.messages]}) from None
-        self.instance.identifier_hash = hash_identifier(value)
+        if kind == SuppressedIdentifier.Kind.EXTERNAL_ID and data.get("status") == ConsentStatus.BOUNCED:
+            raise ValidationError({"status": "A bounce is about an address: suppress the email or phone instead."})
+        self.instance.identifier_hash = hash_identifier(kind, value)
         channel = data.get("channel")
         if channel and SuppressedIdentifier.objects.filter(identifier_hash=self.instance.identifier_hash, channel=channel).exists():
             raise ValidationError({"value": "This identifier is already suppressed on that channel."})
@@ -343,6 +343,12 @@ class SuppressionChangeForm(forms.ModelForm):
     class Meta:
         model = SuppressedIdentifier
         fields = ["status", "reason"]
+
+    def clean_status(self):
+        status = self.cleaned_data["status"]
+        if self.instance.kind == SuppressedIdentifier.Kind.EXTERNAL_ID and status == ConsentStatus.BOUNCED:
+            raise ValidationError("A bounce is about an address, not a person's external id.")
+        return status
 
 
 @admin.register(SuppressedIdentifier)
@@ -377,7 +383,7 @@ class SuppressedIdentifierAdmin(ChorusModelAdmin):
         lookup = {
             SuppressedIdentifier.Kind.EMAIL: "email__iexact",
             SuppressedIdentifier.Kind.PHONE: "phone",
-            SuppressedIdentifier.Kind.EXTERNAL_ID: "external_id__iexact",
+            SuppressedIdentifier.Kind.EXTERNAL_ID: "external_id",  # case-sensitive, as the hash is
         }[kind]
         matched = 0
         for customer in Customer.objects.filter(**{lookup: value}):

@@ -44,6 +44,7 @@ def upsert_returning(
 ) -> list[tuple]:
     """PostgreSQL only: INSERT whole rows; on a conflict on the unique field ``conflict``,
     set each field of ``merge`` to ``FUNCTION(current, proposed)`` (e.g. LEAST, GREATEST).
+    With no ``merge``, an existing row is only locked (lock-or-create), not changed.
 
     Returns the ``returning`` columns of every row, followed by whether it was created.
     Rows should be sorted by ``conflict`` so concurrent upserts lock rows in one order.
@@ -61,6 +62,8 @@ def _upsert_sql(model, names, conflict, merge, returning) -> tuple[str, tuple[st
         f"{_column(model, n)} = {fn}(t.{_column(model, n)}, EXCLUDED.{_column(model, n)})"
         for n, fn in merge
     )
+    if not merge:  # DO UPDATE (unlike DO NOTHING) locks and returns the existing row
+        updates = f"{_column(model, conflict)} = EXCLUDED.{_column(model, conflict)}"
     result = ", ".join(f"t.{_column(model, name)}" for name in returning)
     sql = (
         f"{insert} ON CONFLICT ({_column(model, conflict)}) DO UPDATE SET {updates} "

@@ -7,32 +7,60 @@ list as a hash of the identifier, which outlives erasure of the customer.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
+from django.contrib.admin.models import LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from customers.enums import BLOCKING_CONSENT, Category, Channel, ConsentStatus
 from customers.models import (
     Consent,
     ConsentChange,
+    ContactPoint,
     Customer,
     SuppressedIdentifier,
     hash_identifier,
 )
 
 SUPPRESSION_SOURCE = "suppression list"
+ERASED_REPR = "erased customer"
+
+# How strong a suppression entry is. An entry is never replaced by a weaker one: a later
+# unsubscribe must not turn a bounced address (which also blocks transactional mail) or
+# a complaint back into a plain unsubscribe that opting in would lift.
+SUPPRESSION_STRENGTH = {
+    ConsentStatus.OPTED_OUT: 1,
+    ConsentStatus.UNSUBSCRIBED: 1,
+    ConsentStatus.COMPLAINED: 2,
+    ConsentStatus.BOUNCED: 3,
+}
+
+
+@dataclass(frozen=True)
+class ConsentResult:
+    """What do_set_consent did: the current row, and whether it changed from what."""
+
+    consent: Consent
+    changed: bool
+    previous_status: str  # "" when the customer had never said anything for this pair
 
 
 def identifiers_for(customer: Customer, channel: str) -> list[tuple[str, str]]:
-    """(kind, clear value) pairs that identify the customer on a channel."""
-    pairs: list[tuple[str, str]] = []
+    """(kind, clear value) pairs that identify the customer on a channel: address, then person."""
+    return [*addresses_for(customer, channel), (SuppressedIdentifier.Kind.EXTERNAL_ID, customer.external_id)]
+
+
+def addresses_for(customer: Customer, channel: str) -> list[tuple[str, str]]:
+    """The customer's current address on a channel (a bounce is about this, not the person)."""
     if channel == Channel.EMAIL and customer.email:
-        pairs.append((SuppressedIdentifier.Kind.EMAIL, customer.email))
+        return [(SuppressedIdentifier.Kind.EMAIL, customer.email)]
     if channel == Channel.SMS and customer.phone:
-        pairs.append((SuppressedIdentifier.Kind.PHONE, customer.phone))
-    pairs.append((SuppressedIdentifier.Kind.EXTERNAL_ID, customer.external_id))
-    return pairs
+        return [(SuppressedIdentifier.Kind.PHONE, customer.phone)]
+    return []
 
 
 def consent_status(customer: Customer, channel: str, category: str) -> str | None:
@@ -44,18 +72,36 @@ def consent_status(customer: Customer, channel: str, category: str) -> str | Non
     )
 
 
+def _lock_customer(customer: Customer) -> Customer:
+    """Lock the customer's row (the first lock every consent change takes) and re-read it.
+
+    Serialises consent changes for one customer, also the first one, when no Consent row
+    exists yet to lock; re-reading makes suppression hashes use the current email and phone.
+    """
+    return Customer.objects.select_for_update().get(pk=customer.pk)
+
+
 def _record_suppression(customer: Customer, channel: str, status: str, source: str) -> None:
-    for kind, value in identifiers_for(customer, channel):
-        SuppressedIdentifier.objects.update_or_create(
-            identifier_hash=hash_identifier(value),
+    # A bounce is a fact about an address: hashing the person too would suppress their
+    # next, working address.
+    pairs = addresses_for(customer, channel) if status == ConsentStatus.BOUNCED else identifiers_for(customer, channel)
+    for kind, value in pairs:
+        entry, created = SuppressedIdentifier.objects.select_for_update().get_or_create(
+            identifier_hash=hash_identifier(kind, value),
             channel=channel,
             defaults={"kind": kind, "status": status, "reason": source[:255]},
         )
+        if not created and SUPPRESSION_STRENGTH[status] >= SUPPRESSION_STRENGTH[ConsentStatus(entry.status)]:
+            entry.status, entry.reason = status, source[:255]
+            entry.save(update_fields=["status", "reason"])
 
 
 def _lift_suppression(customer: Customer, channel: str) -> None:
-    hashes = [hash_identifier(value) for _, value in identifiers_for(customer, channel)]
-    SuppressedIdentifier.objects.filter(identifier_hash__in=hashes, channel=channel).delete()
+    """Opting in lifts the person's own choices, never a bounce: that address stays dead."""
+    hashes = [hash_identifier(kind, value) for kind, value in identifiers_for(customer, channel)]
+    SuppressedIdentifier.objects.filter(identifier_hash__in=hashes, channel=channel).exclude(
+        status=ConsentStatus.BOUNCED
+    ).delete()
 
 
 @transaction.atomic
@@ -68,15 +114,12 @@ def do_set_consent(
     source: str,
     actor=None,
     at: datetime | None = None,
-) -> Consent:
+) -> ConsentResult:
     """Set one consent, keeping history and the suppression list in step. Idempotent."""
     channel, category, status = Channel(channel), Category(category), ConsentStatus(status)
     at = at or timezone.now()
-    consent = (
-        Consent.objects.select_for_update()
-        .filter(customer=customer, channel=channel, category=category)
-        .first()
-    )
+    customer = _lock_customer(customer)
+    consent = Consent.objects.filter(customer=customer, channel=channel, category=category).first()
     previous = consent.status if consent else ""
     if consent is None:
         consent = Consent.objects.create(
@@ -86,7 +129,7 @@ def do_set_consent(
         consent.status, consent.source, consent.changed_at = status, source, at
         consent.save(update_fields=["status", "source", "changed_at"])
     else:
-        return consent
+        return ConsentResult(consent, changed=False, previous_status=previous)
     ConsentChange.objects.create(
         customer=customer,
         channel=channel,
@@ -102,39 +145,72 @@ def do_set_consent(
             _record_suppression(customer, channel, status, source)
         elif status == ConsentStatus.OPTED_IN and category == Category.MARKETING:
             _lift_suppression(customer, channel)
-    return consent
+    return ConsentResult(consent, changed=True, previous_status=previous)
 
 
+@transaction.atomic
 def apply_suppressions(customer: Customer) -> list[str]:
     """Re-apply suppression-list entries matching this customer's identifiers.
 
     Called whenever a customer is created or their email/phone changes, so an erased and
-    re-imported person (or a known-bounced address) starts unsubscribed. Returns the
-    channels that were suppressed.
+    re-imported person (or a known-bounced address) starts unsubscribed. A bounce applies
+    only through the customer's current address on that channel, never through their
+    external id. Returns the channels that were suppressed.
     """
-    by_hash: dict[str, list[str]] = {}
+    customer = _lock_customer(customer)
+    # hash -> [(channel, is an address)]
+    by_hash: dict[str, list[tuple[str, bool]]] = {}
     for channel in Channel:
-        for _, value in identifiers_for(customer, channel):
-            by_hash.setdefault(hash_identifier(value), []).append(channel)
+        for kind, value in identifiers_for(customer, channel):
+            is_address = kind != SuppressedIdentifier.Kind.EXTERNAL_ID
+            by_hash.setdefault(hash_identifier(kind, value), []).append((channel, is_address))
     entries = SuppressedIdentifier.objects.filter(identifier_hash__in=list(by_hash))
     applied: list[str] = []
     for entry in entries:
-        if entry.channel not in by_hash.get(entry.identifier_hash, []):
+        matches = [is_address for channel, is_address in by_hash[entry.identifier_hash] if channel == entry.channel]
+        bounced = entry.status == ConsentStatus.BOUNCED
+        if not matches or (bounced and not any(matches)):
             continue
-        current = consent_status(customer, entry.channel, Category.MARKETING)
-        if current not in BLOCKING_CONSENT:
-            do_set_consent(customer, entry.channel, Category.MARKETING, entry.status, source=SUPPRESSION_SOURCE)
-        if entry.status == ConsentStatus.BOUNCED:
-            if consent_status(customer, entry.channel, Category.TRANSACTIONAL) != ConsentStatus.BOUNCED:
-                do_set_consent(customer, entry.channel, Category.TRANSACTIONAL, entry.status, source=SUPPRESSION_SOURCE)
+        _apply_entry(customer, entry)
         applied.append(entry.channel)
     return applied
 
 
+def _apply_entry(customer: Customer, entry: SuppressedIdentifier) -> None:
+    current = consent_status(customer, entry.channel, Category.MARKETING)
+    if current not in BLOCKING_CONSENT:
+        do_set_consent(customer, entry.channel, Category.MARKETING, entry.status, source=SUPPRESSION_SOURCE)
+    if entry.status == ConsentStatus.BOUNCED:
+        do_set_consent(customer, entry.channel, Category.TRANSACTIONAL, entry.status, source=SUPPRESSION_SOURCE)
+
+
 @transaction.atomic
 def do_erase_customer(customer: Customer) -> None:
-    """Delete a customer and everything about them, keeping only suppression hashes."""
-    for consent in Consent.objects.filter(customer=customer, status__in=BLOCKING_CONSENT):
-        if consent.category == Category.MARKETING or consent.status == ConsentStatus.BOUNCED:
-            _record_suppression(customer, consent.channel, consent.status, "kept at erasure")
+    """Delete a customer and everything about them, keeping only suppression hashes.
+
+    Also scrubs Django's admin log: its entries for the customer, their contact points and
+    consents keep object names and change messages ("SMS: +14155550100") that would
+    otherwise outlive the person.
+    """
+    customer = _lock_customer(customer)
+    # Bounces are not re-recorded: each went on the list under the address that bounced,
+    # when it bounced; the customer's address today may be a newer, working one.
+    person_blocks = BLOCKING_CONSENT - {ConsentStatus.BOUNCED}
+    for consent in Consent.objects.filter(customer=customer, category=Category.MARKETING, status__in=person_blocks):
+        _record_suppression(customer, consent.channel, consent.status, "kept at erasure")
+    _scrub_admin_log(customer)
     customer.delete()
+
+
+def _scrub_admin_log(customer: Customer) -> None:
+    related = {
+        Customer: [customer.pk],
+        ContactPoint: list(ContactPoint.objects.filter(customer=customer).values_list("pk", flat=True)),
+        Consent: list(Consent.objects.filter(customer=customer).values_list("pk", flat=True)),
+    }
+    entries = Q()
+    for model, pks in related.items():
+        if pks:
+            content_type = ContentType.objects.get_for_model(model)
+            entries |= Q(content_type=content_type, object_id__in=[str(pk) for pk in pks])
+    LogEntry.objects.filter(entries).update(object_repr=ERASED_REPR, change_message="")

@@ -5,7 +5,8 @@ is one transaction whose number of queries does not grow with the number of call
 
 The general path (any identify, or any database):
 
-1. lock the customers named by the calls (creating the missing ones), in external-id order;
+1. lock the customers named by the calls, creating the missing ones, in external-id order
+   (on PostgreSQL in one upsert, so it cannot deadlock with the hot path's);
 2. drop calls whose messageId this source already sent (checked under those locks, so two
    requests repeating one messageId for one customer cannot both store it);
 3. insert events and profile updates in bulk, apply traits and seen-times in memory and
@@ -26,24 +27,22 @@ from datetime import datetime
 from typing import ClassVar
 
 from django.db import connection, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from customers.bulk_sql import insert_ignoring_conflicts, update_by_pk, upsert_returning
 from customers.consent import apply_suppressions, identifiers_for
 from customers.enums import Channel
 from customers.models import (
-    ContactPoint,
     Customer,
     Event,
     ProfileUpdate,
     SuppressedIdentifier,
     hash_identifier,
 )
+from customers.profiles import AddressChange, sync_contact_points
 
-# Customer columns an identify can set, and the channel whose contact point mirrors them.
+# Customer columns an identify can set.
 PROFILE_COLUMNS = ("email", "phone", "timezone", "locale")
-ADDRESS_CHANNELS = {"email": Channel.EMAIL, "phone": Channel.SMS}
 # Enough to resolve identities, addresses and seen-times when a request has no identify.
 _TRACK_ONLY_FIELDS = ("id", "external_id", "email", "phone", "first_seen_at", "last_seen_at")
 
@@ -226,14 +225,41 @@ def _seen_ranges(
 
 
 def _lock_customers(calls: Sequence[Call], received_at: datetime) -> dict[str, Customer]:
-    """Customers by external id, row-locked in a stable order; missing ones are created.
+    """Customers by external id, row-locked in external-id order; missing ones are created.
 
     Customers created here are marked ``_ingest_new`` so contact points and suppressions
     are applied to them.
     """
     seen_range = _seen_ranges(calls, received_at)
-    ids = sorted(seen_range)
+    if connection.vendor == "postgresql":
+        return _lock_or_create(seen_range, received_at)
     track_only = all(call.kind == "track" for call in calls)
+    return _lock_then_create(seen_range, track_only)
+
+
+def _lock_or_create(
+    seen_range: dict[str, tuple[datetime, datetime]], now: datetime
+) -> dict[str, Customer]:
+    """Lock or create every customer in ONE statement, in external-id order like the hot
+    path's upsert: locking the existing ones first and inserting the missing ones after let
+    a concurrent hot-path request take a new customer's row while waiting for ours."""
+    rows = [_customer_row(x, *seen_range[x], now) for x in sorted(seen_range)]
+    created = dict(
+        upsert_returning(Customer, rows, conflict="external_id", merge=(), returning=("id",))
+    )
+    customers = {}
+    # The upsert locked every row (DO UPDATE), so a plain read is enough.
+    for customer in Customer.objects.filter(pk__in=created).order_by("external_id"):
+        customer._ingest_new = created[customer.pk]
+        customers[customer.external_id] = customer
+    return customers
+
+
+def _lock_then_create(
+    seen_range: dict[str, tuple[datetime, datetime]], track_only: bool
+) -> dict[str, Customer]:
+    """Elsewhere (SQLite, which serialises writers): lock the existing, insert the missing."""
+    ids = sorted(seen_range)
     query = Customer.objects.select_for_update().order_by("external_id")
     if track_only:
         query = query.only(*_TRACK_ONLY_FIELDS)
@@ -378,23 +404,10 @@ class _CustomerChanges:
 
 def _sync_contact_points(profiles: _CustomerChanges) -> None:
     """The customer's email and phone each have an enabled contact point; a replaced one is disabled."""
-    current: list[ContactPoint] = []
-    replaced = Q()
-    for customer, column, old, new in profiles.address_changes():
-        channel = ADDRESS_CHANNELS[column]
-        if new:
-            current.append(ContactPoint(customer_id=customer.pk, channel=channel, address=new))
-        if old:
-            replaced |= Q(customer_id=customer.pk, channel=channel, address=old)
-    if replaced:
-        ContactPoint.objects.filter(replaced).update(enabled=False)
-    if current:
-        ContactPoint.objects.bulk_create(
-            current,
-            update_conflicts=True,
-            unique_fields=["customer", "channel", "address"],
-            update_fields=["enabled"],
-        )
+    sync_contact_points(
+        AddressChange(customer.pk, column, old, new)
+        for customer, column, old, new in profiles.address_changes()
+    )
 
 
 def _apply_suppressions(customers: list[Customer]) -> None:
@@ -404,8 +417,8 @@ def _apply_suppressions(customers: list[Customer]) -> None:
     hashes: dict[str, list[Customer]] = {}
     for customer in customers:
         for channel in Channel:
-            for _, value in identifiers_for(customer, channel):
-                hashes.setdefault(hash_identifier(value), []).append(customer)
+            for kind, value in identifiers_for(customer, channel):
+                hashes.setdefault(hash_identifier(kind, value), []).append(customer)
     matched = SuppressedIdentifier.objects.filter(identifier_hash__in=list(hashes)).values_list(
         "identifier_hash", flat=True
     )

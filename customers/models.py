@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 
 from django.conf import settings
 from django.db import models
@@ -163,9 +164,23 @@ class ProfileUpdate(models.Model):
         return f"identify {', '.join(sorted(self.changes)) or '(no changes)'} @ {self.occurred_at:%Y-%m-%d %H:%M}"
 
 
-def hash_identifier(value: str) -> str:
-    """Normalised SHA-256 of an email, phone or external id (stable across SECRET_KEY rotation)."""
-    return hashlib.sha256(value.strip().lower().encode()).hexdigest()
+def hash_identifier(kind: str, value: str) -> str:
+    """Keyed hash (HMAC-SHA256, 64 hex) of an email, phone or external id, normalised by kind.
+
+    Keyed with settings.SUPPRESSION_HASH_KEY, not SECRET_KEY (which may rotate), because a
+    plain hash of a phone number or email is brute-forced in minutes, which would undo
+    erasure. Emails compare case-insensitively; phones (E.164) and external ids exactly,
+    since external ids "AbC" and "abc" are different customers. The kind is part of the
+    message, so an external id that looks like an email never matches that email.
+    """
+    kind = SuppressedIdentifier.Kind(kind)
+    normalised = value.strip()
+    if kind == SuppressedIdentifier.Kind.EMAIL:
+        normalised = normalised.lower()
+    elif kind == SuppressedIdentifier.Kind.EXTERNAL_ID:
+        normalised = value
+    message = f"{kind.value}:{normalised}".encode()
+    return hmac.new(settings.SUPPRESSION_HASH_KEY.encode(), message, hashlib.sha256).hexdigest()
 
 
 class SuppressedIdentifier(models.Model):

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from django import forms
 from django.conf import settings
 from django.contrib import messages
+from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery
@@ -31,7 +32,7 @@ from django_htmx.http import trigger_client_event
 from django_htmx.middleware import HtmxDetails
 
 from channels_app.models import Message
-from customers.consent import consent_status, do_set_consent
+from customers.consent import do_set_consent
 from customers.enums import BLOCKING_CONSENT, Category, Channel, ConsentStatus
 from customers.models import Consent, ContactPoint, Customer
 from orchestrator import timeline
@@ -146,7 +147,16 @@ def list_customers(filters: ListFilters, now: datetime) -> QuerySet[Customer]:
     return customers.annotate(messages_7d=messages_since(now - timedelta(days=7)))
 
 
+TIMEZONE_CHOICES_CACHE_KEY = "customers:timezone-choices"
+TIMEZONE_CHOICES_TTL = 5 * 60  # seconds; a new customer's zone may show in the filter that late
+
+
 def timezone_choices() -> list[tuple[str, str]]:
+    """The list filter's time zones: a DISTINCT over every customer, so cached, not per page load."""
+    return cache.get_or_set(TIMEZONE_CHOICES_CACHE_KEY, _timezone_choices, TIMEZONE_CHOICES_TTL)
+
+
+def _timezone_choices() -> list[tuple[str, str]]:
     zones = list(Customer.objects.order_by("timezone").values_list("timezone", flat=True).distinct())
     choices = [(zone, zone) for zone in zones if zone]
     if "" in zones:
@@ -446,17 +456,15 @@ def change_consent(request: HtmxHttpRequest, customer: Customer) -> HttpResponse
         cell = replace(failed, consent=Consent.objects.filter(customer=customer, channel=posted[0], category=posted[1]).first())
         return render(request, "customers/profile.html#consent-cell", {"cell": cell, "customer": customer}, status=422)
     channel, category, status = (form.cleaned_data[k] for k in ("channel", "category", "status"))
-    previous = consent_status(customer, channel, category)
-    consent = do_set_consent(
+    result = do_set_consent(
         customer, channel, category, status, source=f"web: {request.user.get_username()}"[:120], actor=request.user
     )
-    note = "No change" if previous == status else "Saved"
     if not request.htmx:
         cell = ConsentCell(channel, category)
-        messages.success(request, f"{cell.channel_label} {cell.category_label.lower()} consent: {consent.get_status_display()}.")
+        messages.success(request, f"{cell.channel_label} {cell.category_label.lower()} consent: {result.consent.get_status_display()}.")
         return redirect(f"{reverse('customers:profile', args=[customer.pk])}#consent")
-    cell = ConsentCell(channel, category, consent, saved=note)
+    cell = ConsentCell(channel, category, result.consent, saved="Saved" if result.changed else "No change")
     response = render(request, "customers/profile.html#consent-cell", {"cell": cell, "customer": customer})
-    if previous != status:
+    if result.changed:
         trigger_client_event(response, "consentChanged")  # the timeline reloads itself
     return response

@@ -20,7 +20,7 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from channels_app.models import MessageStatus
-from customers.consent import identifiers_for
+from customers.consent import addresses_for, identifiers_for
 from customers.enums import BLOCKING_CONSENT, Category, ConsentStatus, PushPlatform
 from customers.models import (
     Consent,
@@ -266,8 +266,10 @@ class PersonHistory:
         )
 
     def suppress(self, channel: str, status: str, reason: str, at: datetime) -> None:
-        for kind, value in identifiers_for(self.customer, channel):
-            key = (hash_identifier(value), channel)
+        # As customers.consent does: a bounce suppresses the address, not the person.
+        pairs = addresses_for if status == ConsentStatus.BOUNCED else identifiers_for
+        for kind, value in pairs(self.customer, channel):
+            key = (hash_identifier(kind, value), channel)
             self.rows.suppressions.setdefault(
                 key,
                 SuppressedIdentifier(identifier_hash=key[0], kind=kind, channel=channel, status=status, reason=reason, created_at=at),

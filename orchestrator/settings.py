@@ -25,6 +25,12 @@ if PRODUCTION and DEBUG:
 
 _DEV_SECRET = "django-insecure-chorus-development-key-do-not-use-in-production"
 SECRET_KEY = env_str("SECRET_KEY", None if PRODUCTION else _DEV_SECRET, required=PRODUCTION)
+# Keys the HMAC of suppressed identifiers (customers.models.hash_identifier). Never change
+# it: every suppression hash was made with it, so a new key forgets every suppression.
+_DEV_SUPPRESSION_HASH_KEY = "chorus-development-suppression-hash-key-do-not-use-in-production"
+SUPPRESSION_HASH_KEY = env_str(
+    "SUPPRESSION_HASH_KEY", None if PRODUCTION else _DEV_SUPPRESSION_HASH_KEY, required=PRODUCTION
+)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "localhost", "testserver", "[::1]"])
 if PRODUCTION and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("ALLOWED_HOSTS: required when CHORUS_PRODUCTION is set")

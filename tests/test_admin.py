@@ -303,7 +303,18 @@ def test_consent_change_through_the_admin_records_history_with_the_actor(admin_c
         "email", "marketing", "", "unsubscribed", "admin", admin_role_user,
     )
     assert Consent.objects.get(customer=customer).status == "unsubscribed"
-    assert SuppressedIdentifier.objects.filter(identifier_hash=hash_identifier("grace@example.com"), channel="email").exists()
+    assert SuppressedIdentifier.objects.filter(identifier_hash=hash_identifier("email", "grace@example.com"), channel="email").exists()
+
+
+def test_setting_the_same_consent_in_the_admin_says_it_was_already_set(admin_client, customer):
+    do_set_consent(customer, "email", "marketing", "unsubscribed", source="api")
+    response = admin_client.post(
+        reverse("admin:customers_customer_consent", args=[customer.pk]),
+        {"channel": "email", "category": "marketing", "status": "unsubscribed"},
+        follow=True,
+    )
+    assert [str(m) for m in response.context["messages"]] == ["Consent for email/marketing was already unsubscribed."]
+    assert ConsentChange.objects.filter(customer=customer).count() == 1
 
 
 def test_consent_form_with_an_unknown_status_changes_nothing(admin_client, customer):
@@ -345,8 +356,8 @@ def test_erase_action_deletes_the_customer_and_keeps_suppression_hashes(admin_cl
     assert not Customer.objects.filter(pk=pk).exists()
     assert not Event.objects.exists() and not Message.objects.exists() and not ContactPoint.objects.exists()
     kept = set(SuppressedIdentifier.objects.values_list("identifier_hash", "channel"))
-    assert (hash_identifier("+14155550100"), "sms") in kept
-    assert (hash_identifier("cust-42"), "sms") in kept
+    assert (hash_identifier("phone", "+14155550100"), "sms") in kept
+    assert (hash_identifier("external_id", "cust-42"), "sms") in kept
     entry = LogEntry.objects.get(object_id=str(pk), change_message__startswith="Erased")
     assert entry.object_repr == f"Customer {pk} (erased)"
     assert not LogEntry.objects.filter(object_repr__icontains="grace").exists()
@@ -363,6 +374,31 @@ def test_erase_from_the_customer_page_confirms_then_erases(admin_client, custome
     assert not Customer.objects.filter(pk=customer.pk).exists()
 
 
+def test_erase_leaves_no_address_in_the_admin_log_of_earlier_edits(admin_client):
+    person = Customer.objects.create(external_id="z-1", email="secret.person@example.com")
+    inline = {f"contact_points-{k}": v for k, v in {
+        "TOTAL_FORMS": "1", "INITIAL_FORMS": "0", "MIN_NUM_FORMS": "0", "MAX_NUM_FORMS": "1000",
+        "0-customer": str(person.pk), "0-channel": "sms", "0-address": "+14155550177", "0-platform": "",
+        "0-label": "", "0-enabled": "on",
+    }.items()}
+    consents = {"consents-TOTAL_FORMS": "0", "consents-INITIAL_FORMS": "0", "consents-MIN_NUM_FORMS": "0", "consents-MAX_NUM_FORMS": "1000"}
+    saved = admin_client.post(url(Customer, "change", person.pk), {
+        "external_id": "z-1", "email": "secret.person@example.com", "phone": "", "timezone": "", "locale": "",
+        "traits": '{"first_name": "Secret"}', **inline, **consents,
+    })
+    assert saved.status_code == 302
+    assert LogEntry.objects.filter(change_message__contains="+14155550177").exists()  # what erasure must remove
+
+    response = admin_client.post(reverse("admin:customers_customer_erase", args=[person.pk]), {"confirm": "yes"})
+
+    assert response.status_code == 302
+    logged = list(LogEntry.objects.order_by("id").values_list("object_repr", "change_message"))
+    assert logged == [
+        ("erased customer", ""),
+        (f"Customer {person.pk} (erased)", "Erased (GDPR); suppression hashes kept."),
+    ]
+
+
 def test_customers_cannot_be_deleted_plainly(admin_client, customer):
     assert admin_client.get(url(Customer, "delete", customer.pk)).status_code == 403
     response = admin_client.get(url(Customer, "changelist"))
@@ -370,7 +406,7 @@ def test_customers_cannot_be_deleted_plainly(admin_client, customer):
 
 
 def test_saving_a_customer_with_a_suppressed_email_applies_the_suppression(admin_client):
-    SuppressedIdentifier.objects.create(identifier_hash=hash_identifier("gone@example.com"), kind="email", channel="email")
+    SuppressedIdentifier.objects.create(identifier_hash=hash_identifier("email", "gone@example.com"), kind="email", channel="email")
     response = admin_client.post(
         url(Customer, "add"),
         {
@@ -412,7 +448,7 @@ def test_adding_a_suppression_stores_only_the_hash_and_never_shows_the_clear_val
 
     assert response.status_code == 200
     entry = SuppressedIdentifier.objects.get(kind="email")
-    assert entry.identifier_hash == hash_identifier("grace@example.com")
+    assert entry.identifier_hash == hash_identifier("email", "grace@example.com")
     assert Consent.objects.get(customer=customer, channel="email", category="marketing").status == "unsubscribed"
     for page in (url(SuppressedIdentifier, "changelist"), url(SuppressedIdentifier, "change", entry.pk)):
         html = admin_client.get(page).content.decode().lower()
@@ -422,7 +458,7 @@ def test_adding_a_suppression_stores_only_the_hash_and_never_shows_the_clear_val
 
 
 def test_duplicate_or_invalid_suppression_is_refused_without_echoing_the_value(admin_client):
-    SuppressedIdentifier.objects.create(identifier_hash=hash_identifier("+14155550199"), kind="phone", channel="sms")
+    SuppressedIdentifier.objects.create(identifier_hash=hash_identifier("phone", "+14155550199"), kind="phone", channel="sms")
     for value, error in (("+14155550199", "already suppressed"), ("not-a-phone", "Not a valid phone")):
         response = admin_client.post(
             url(SuppressedIdentifier, "add"),
@@ -434,10 +470,42 @@ def test_duplicate_or_invalid_suppression_is_refused_without_echoing_the_value(a
     assert SuppressedIdentifier.objects.count() == 1
 
 
+def test_a_bounce_cannot_be_added_for_an_external_id(admin_client):
+    response = admin_client.post(
+        url(SuppressedIdentifier, "add"),
+        {"value": "cust-42", "kind": "external_id", "channel": "email", "status": "bounced", "reason": ""},
+    )
+    assert response.status_code == 200
+    assert "A bounce is about an address" in response.content.decode()
+    assert not SuppressedIdentifier.objects.exists()
+
+
+def test_an_external_id_suppression_cannot_be_changed_into_a_bounce(admin_client):
+    entry = SuppressedIdentifier.objects.create(
+        identifier_hash=hash_identifier("external_id", "cust-42"), kind="external_id", channel="email", status="unsubscribed"
+    )
+    response = admin_client.post(url(SuppressedIdentifier, "change", entry.pk), {"status": "bounced", "reason": ""})
+    assert response.status_code == 200
+    assert "A bounce is about an address" in response.content.decode()
+    entry.refresh_from_db()
+    assert entry.status == "unsubscribed"
+
+
+def test_suppression_by_external_id_applies_only_to_that_exact_id(admin_client):
+    exact = Customer.objects.create(external_id="AbC")
+    other_case = Customer.objects.create(external_id="abc")
+    admin_client.post(
+        url(SuppressedIdentifier, "add"),
+        {"value": "AbC", "kind": "external_id", "channel": "push", "status": "unsubscribed", "reason": ""},
+    )
+    assert Consent.objects.get(customer=exact, channel="push", category="marketing").status == "unsubscribed"
+    assert not Consent.objects.filter(customer=other_case).exists()
+
+
 def test_suppressions_are_searchable_by_hash_prefix(admin_client):
-    digest = hash_identifier("x@example.com")
+    digest = hash_identifier("email", "x@example.com")
     SuppressedIdentifier.objects.create(identifier_hash=digest, kind="email", channel="email")
-    SuppressedIdentifier.objects.create(identifier_hash=hash_identifier("y@example.com"), kind="email", channel="email")
+    SuppressedIdentifier.objects.create(identifier_hash=hash_identifier("email", "y@example.com"), kind="email", channel="email")
     response = admin_client.get(url(SuppressedIdentifier, "changelist"), {"q": digest[:10]})
     assert [s.identifier_hash for s in response.context["cl"].result_list] == [digest]
 
@@ -466,3 +534,90 @@ def test_segment_definition_is_edited_as_pretty_json_and_validated(admin_client,
     assert segment.created_by == admin_role_user
     html = admin_client.get(url(Segment, "change", segment.pk)).content.decode()
     assert "{\n  &quot;" in html  # indented, one key per line
+
+
+# --- Editing a customer's addresses ------------------------------------------------------
+
+
+def _change_customer(admin_client, customer, **fields):
+    """POST the customer change form as the admin page would, inlines left as they are."""
+    points = list(customer.contact_points.order_by("pk"))
+    data = {
+        "external_id": customer.external_id, "email": customer.email, "phone": customer.phone,
+        "timezone": customer.timezone, "locale": customer.locale, "traits": "{}",
+        "contact_points-TOTAL_FORMS": str(len(points)), "contact_points-INITIAL_FORMS": str(len(points)),
+        "contact_points-MIN_NUM_FORMS": "0", "contact_points-MAX_NUM_FORMS": "1000",
+        "consents-TOTAL_FORMS": "0", "consents-INITIAL_FORMS": "0",
+        "consents-MIN_NUM_FORMS": "0", "consents-MAX_NUM_FORMS": "1000",
+        **fields,
+    }
+    for i, point in enumerate(points):
+        data.update({
+            f"contact_points-{i}-id": str(point.pk), f"contact_points-{i}-customer": str(customer.pk),
+            f"contact_points-{i}-channel": point.channel, f"contact_points-{i}-address": point.address,
+            f"contact_points-{i}-platform": point.platform, f"contact_points-{i}-label": point.label,
+        })
+        if point.enabled:
+            data[f"contact_points-{i}-enabled"] = "on"
+    return admin_client.post(url(Customer, "change", customer.pk), data)
+
+
+@pytest.fixture
+def reachable(db):
+    customer = Customer.objects.create(external_id="addr-1", email="old@example.com")
+    ContactPoint.objects.create(customer=customer, channel="email", address="old@example.com")
+    return customer
+
+
+def _points(customer):
+    return sorted(ContactPoint.objects.filter(customer=customer).values_list("channel", "address", "enabled"))
+
+
+def test_changing_email_in_the_admin_disables_the_old_contact_point_and_adds_the_new(admin_client, reachable):
+    response = _change_customer(admin_client, reachable, email="New@Example.COM")
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    reachable.refresh_from_db()
+    assert reachable.email == "New@example.com"  # domain lower-cased, as on ingestion
+    assert _points(reachable) == [("email", "New@example.com", True), ("email", "old@example.com", False)]
+
+
+def test_adding_a_phone_in_the_admin_stores_it_in_e164_and_adds_an_sms_contact_point(admin_client, reachable):
+    response = _change_customer(admin_client, reachable, phone="+4402079460000")
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    reachable.refresh_from_db()
+    assert reachable.phone == "+442079460000"
+    assert _points(reachable) == [("email", "old@example.com", True), ("sms", "+442079460000", True)]
+
+
+def test_changing_to_a_suppressed_phone_in_the_admin_unsubscribes_from_sms(admin_client, reachable):
+    SuppressedIdentifier.objects.create(
+        identifier_hash=hash_identifier("phone", "+14155550199"), kind="phone", channel="sms", status="unsubscribed"
+    )
+
+    _change_customer(admin_client, reachable, phone="+14155550199")
+
+    assert list(Consent.objects.filter(customer=reachable).values_list("channel", "category", "status")) == [
+        ("sms", "marketing", "unsubscribed")
+    ]
+
+
+def test_saving_a_customer_without_changing_addresses_leaves_contact_points_alone(admin_client, reachable):
+    ContactPoint.objects.filter(customer=reachable).update(enabled=False)  # turned off by hand
+    reachable.refresh_from_db()
+
+    response = _change_customer(admin_client, reachable, timezone="Europe/Lisbon")
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert _points(reachable) == [("email", "old@example.com", False)]
+    assert not Consent.objects.filter(customer=reachable).exists()
+
+
+def test_an_invalid_phone_in_the_admin_changes_nothing(admin_client, reachable):
+    response = _change_customer(admin_client, reachable, phone="+1\u0664\u0661\u0665\u0665\u0665\u0665\u0660\u0661\u0660\u0660")
+
+    assert response.status_code == 200
+    reachable.refresh_from_db()
+    assert (reachable.email, reachable.phone) == ("old@example.com", "")
+    assert _points(reachable) == [("email", "old@example.com", True)]

@@ -72,7 +72,7 @@ def test_patch_one_change_goes_through_the_consent_service(api_client, ana):
     change = ConsentChange.objects.get(customer=ana)
     assert (change.previous_status, change.status, change.source, change.actor) == ("", "opted_out", "call centre", None)
     # The service also keeps the suppression list in step.
-    assert SuppressedIdentifier.objects.filter(identifier_hash=hash_identifier("+14155550101"), channel="sms").exists()
+    assert SuppressedIdentifier.objects.filter(identifier_hash=hash_identifier("phone", "+14155550101"), channel="sms").exists()
     assert response.json()["history"][0]["source"] == "call centre"
 
 

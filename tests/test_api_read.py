@@ -273,6 +273,17 @@ def test_unknown_external_id_is_a_404_in_the_error_shape(api_client, db):
         }
 
 
+
+def test_an_external_id_with_a_nul_character_is_a_404_not_a_database_error(api_client, db):
+    # PostgreSQL text cannot hold NUL, so no customer can have this id.
+    for suffix in ("", "/events", "/messages", "/consent"):
+        response = api_client.get(f"/api/v1/customers/a%00b{suffix}")
+        assert response.status_code == 404
+        assert response.json() == {
+            "error": {"code": "not_found", "message": "No customer with external id 'a\\x00b'."}
+        }
+
+
 # --- Events -----------------------------------------------------------------------------------
 
 

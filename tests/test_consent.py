@@ -1,17 +1,27 @@
 """Consent per channel × category, its history, the suppression list and erasure."""
 
 import pytest
+from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.utils import timezone
 
 from customers.consent import (
     SUPPRESSION_SOURCE,
+    ConsentResult,
     apply_suppressions,
     consent_status,
     do_erase_customer,
     do_set_consent,
 )
 from customers.enums import Category, Channel, ConsentStatus
-from customers.models import Consent, ConsentChange, Customer, SuppressedIdentifier, hash_identifier
+from customers.models import (
+    Consent,
+    ConsentChange,
+    ContactPoint,
+    Customer,
+    SuppressedIdentifier,
+    hash_identifier,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -57,7 +67,7 @@ def test_unsubscribe_writes_hashes_of_the_channel_identifiers():
     customer = make_customer()
     do_set_consent(customer, "email", "marketing", "unsubscribed", source="one-click link")
     hashes = set(SuppressedIdentifier.objects.filter(channel="email").values_list("identifier_hash", "kind"))
-    assert hashes == {(hash_identifier("maya@example.com"), "email"), (hash_identifier("u1"), "external_id")}
+    assert hashes == {(hash_identifier("email", "maya@example.com"), "email"), (hash_identifier("external_id", "u1"), "external_id")}
     # Only hashes are stored, never the clear address.
     assert not SuppressedIdentifier.objects.filter(identifier_hash__contains="@").exists()
 
@@ -107,3 +117,219 @@ def test_erasure_keeps_nothing_for_a_customer_who_never_opted_out():
     do_set_consent(customer, "push", "marketing", "opted_in", source="app", at=timezone.now())
     do_erase_customer(customer)
     assert not SuppressedIdentifier.objects.exists()
+
+
+def entries() -> set[tuple[str, str, str, str]]:
+    return set(SuppressedIdentifier.objects.values_list("identifier_hash", "kind", "channel", "status"))
+
+
+EMAIL_HASH = hash_identifier("email", "maya@example.com")
+EXTERNAL_ID_HASH = hash_identifier("external_id", "u1")
+
+
+# --- What do_set_consent reports ---------------------------------------------------------------
+
+
+def test_set_consent_reports_a_first_write_as_changed_from_nothing():
+    customer = make_customer()
+    result = do_set_consent(customer, "sms", "marketing", "opted_in", source="signup form")
+    assert result == ConsentResult(Consent.objects.get(customer=customer), changed=True, previous_status="")
+    assert result.consent.status == "opted_in"
+
+
+def test_set_consent_reports_the_previous_status_of_a_change():
+    customer = make_customer()
+    do_set_consent(customer, "sms", "marketing", "opted_in", source="signup form")
+    result = do_set_consent(customer, "sms", "marketing", "opted_out", source="STOP reply")
+    assert (result.changed, result.previous_status, result.consent.status) == (True, "opted_in", "opted_out")
+
+
+def test_set_consent_reports_a_repeat_as_unchanged():
+    customer = make_customer()
+    do_set_consent(customer, "sms", "marketing", "opted_in", source="signup form")
+    result = do_set_consent(customer, "sms", "marketing", "opted_in", source="again")
+    assert (result.changed, result.previous_status, result.consent.source) == (False, "opted_in", "signup form")
+
+
+def test_set_consent_hashes_the_customers_current_address_not_a_stale_copy():
+    customer = make_customer()
+    Customer.objects.filter(pk=customer.pk).update(email="new@example.com")
+    do_set_consent(customer, "email", "marketing", "unsubscribed", source="one-click link")
+    assert entries() == {
+        (hash_identifier("email", "new@example.com"), "email", "email", "unsubscribed"),
+        (EXTERNAL_ID_HASH, "external_id", "email", "unsubscribed"),
+    }
+
+
+# --- Bounces are about an address, not a person ---------------------------------------------
+
+
+def test_bounce_is_kept_under_the_address_only_not_the_external_id():
+    customer = make_customer()
+    do_set_consent(customer, "email", "transactional", "bounced", source="hard bounce")
+    assert entries() == {(EMAIL_HASH, "email", "email", "bounced")}
+
+
+def test_new_address_does_not_inherit_the_old_addresss_bounce():
+    customer = make_customer()
+    do_set_consent(customer, "email", "transactional", "bounced", source="hard bounce")
+    Customer.objects.filter(pk=customer.pk).update(email="working@example.com")
+    customer.refresh_from_db()
+
+    assert apply_suppressions(customer) == []
+    assert consent_status(customer, "email", "marketing") is None
+
+
+def test_erased_person_reimported_with_a_new_address_is_not_bounced():
+    customer = make_customer()
+    do_set_consent(customer, "email", "transactional", "bounced", source="hard bounce")
+    do_erase_customer(customer)
+
+    again = make_customer(email="working@example.com")
+    assert apply_suppressions(again) == []
+    assert not Consent.objects.filter(customer=again).exists()
+
+
+def test_erasure_does_not_mark_the_customers_newer_address_as_bounced():
+    customer = make_customer()
+    do_set_consent(customer, "email", "transactional", "bounced", source="hard bounce")
+    Customer.objects.filter(pk=customer.pk).update(email="working@example.com")
+
+    do_erase_customer(customer)
+
+    assert entries() == {(EMAIL_HASH, "email", "email", "bounced")}
+
+
+def test_erased_person_reimported_with_a_new_address_keeps_their_unsubscribe():
+    customer = make_customer()
+    do_set_consent(customer, "email", "marketing", "unsubscribed", source="one-click link")
+    do_erase_customer(customer)
+
+    again = make_customer(email="working@example.com")
+    assert apply_suppressions(again) == ["email"]
+    assert consent_status(again, "email", "marketing") == "unsubscribed"
+    assert consent_status(again, "email", "transactional") is None
+
+
+def test_bounced_address_given_to_someone_else_is_bounced_for_them():
+    do_set_consent(make_customer(), "email", "transactional", "bounced", source="hard bounce")
+    other = make_customer(external_id="u2")
+    assert apply_suppressions(other) == ["email"]
+    assert consent_status(other, "email", "marketing") == "bounced"
+    assert consent_status(other, "email", "transactional") == "bounced"
+
+
+def test_a_bounce_entry_under_an_external_id_is_not_applied():
+    customer = make_customer()
+    SuppressedIdentifier.objects.create(
+        identifier_hash=EXTERNAL_ID_HASH, kind="external_id", channel="email", status="bounced"
+    )
+    assert apply_suppressions(customer) == []
+    assert not Consent.objects.exists()
+
+
+# --- A suppression entry is never downgraded -------------------------------------------------
+
+
+def test_unsubscribe_after_a_bounce_leaves_the_address_bounced():
+    customer = make_customer()
+    do_set_consent(customer, "email", "transactional", "bounced", source="hard bounce")
+    do_set_consent(customer, "email", "marketing", "unsubscribed", source="one-click link")
+
+    assert entries() == {
+        (EMAIL_HASH, "email", "email", "bounced"),
+        (EXTERNAL_ID_HASH, "external_id", "email", "unsubscribed"),
+    }
+    newcomer = make_customer(external_id="u2")
+    apply_suppressions(newcomer)
+    assert consent_status(newcomer, "email", "transactional") == "bounced"
+
+
+def test_opt_out_after_a_complaint_leaves_the_complaint():
+    customer = make_customer()
+    do_set_consent(customer, "sms", "marketing", "complained", source="carrier report")
+    do_set_consent(customer, "sms", "marketing", "opted_out", source="STOP")
+
+    assert set(SuppressedIdentifier.objects.values_list("kind", "status", "reason")) == {
+        ("phone", "complained", "carrier report"),
+        ("external_id", "complained", "carrier report"),
+    }
+
+
+def test_bounce_after_an_unsubscribe_upgrades_the_address_entry():
+    customer = make_customer()
+    do_set_consent(customer, "email", "marketing", "unsubscribed", source="one-click link")
+    do_set_consent(customer, "email", "marketing", "bounced", source="hard bounce")
+
+    assert entries() == {
+        (EMAIL_HASH, "email", "email", "bounced"),
+        (EXTERNAL_ID_HASH, "external_id", "email", "unsubscribed"),
+    }
+
+
+def test_opting_in_lifts_an_unsubscribe_but_not_a_bounce():
+    customer = make_customer()
+    do_set_consent(customer, "email", "transactional", "bounced", source="hard bounce")
+    do_set_consent(customer, "email", "marketing", "unsubscribed", source="one-click link")
+    do_set_consent(customer, "email", "marketing", "opted_in", source="preference centre")
+
+    assert entries() == {(EMAIL_HASH, "email", "email", "bounced")}
+
+
+# --- Erasure -----------------------------------------------------------------------------------
+
+
+def log(user, obj, message: str, flag=CHANGE) -> LogEntry:
+    return LogEntry.objects.create(
+        user=user, content_type=ContentType.objects.get_for_model(obj), object_id=str(obj.pk),
+        object_repr=str(obj)[:200], action_flag=flag, change_message=message,
+    )
+
+
+def test_erasure_scrubs_the_admin_log_of_the_customer_and_their_contact_points_and_consents(django_user_model):
+    user = django_user_model.objects.create_user("ops")
+    customer = make_customer()
+    point = ContactPoint.objects.create(customer=customer, channel="sms", address="+14155550101")
+    do_set_consent(customer, "sms", "marketing", "opted_in", source="api")
+    consent = Consent.objects.get(customer=customer)
+    logged = [
+        log(user, customer, '[{"added": {"name": "contact point", "object": "SMS: +14155550101"}}]'),
+        log(user, point, '[{"changed": {"fields": ["Address"]}}]', flag=ADDITION),
+        log(user, consent, "[]"),
+    ]
+    other = make_customer(external_id="u2", email="someone@example.com", phone="")
+    kept = log(user, other, '[{"changed": {"fields": ["Email"]}}]')
+
+    do_erase_customer(customer)
+
+    scrubbed = LogEntry.objects.filter(pk__in=[e.pk for e in logged]).values_list("object_repr", "change_message")
+    assert list(scrubbed) == [("erased customer", "")] * 3
+    kept_now = LogEntry.objects.get(pk=kept.pk)
+    assert (kept_now.object_repr, kept_now.change_message) == ("someone@example.com", '[{"changed": {"fields": ["Email"]}}]')
+
+
+def test_erasure_leaves_the_log_of_another_models_row_with_the_same_id_alone(django_user_model):
+    user = django_user_model.objects.create_user("ops")
+    customer = make_customer()
+    point = ContactPoint.objects.create(customer=customer, channel="email", address="maya@example.com")
+    # A user whose id happens to equal the contact point's: not this customer's.
+    unrelated = LogEntry.objects.create(
+        user=user, content_type=ContentType.objects.get_for_model(django_user_model), object_id=str(point.pk),
+        object_repr="ops", action_flag=CHANGE, change_message="[]",
+    )
+
+    do_erase_customer(customer)
+
+    unrelated.refresh_from_db()
+    assert (unrelated.object_repr, unrelated.change_message) == ("ops", "[]")
+
+
+def test_erased_external_id_does_not_suppress_one_differing_only_in_case():
+    customer = make_customer(external_id="AbC", email="", phone="")
+    do_set_consent(customer, "push", "marketing", "unsubscribed", source="notification settings")
+    do_erase_customer(customer)
+
+    other = make_customer(external_id="abc", email="", phone="")
+    assert apply_suppressions(other) == []
+    same = make_customer(external_id="AbC", email="", phone="")
+    assert apply_suppressions(same) == ["push"]

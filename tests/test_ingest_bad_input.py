@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 from rest_framework.test import APIClient
 
 from customers.models import Customer, Event, ProfileUpdate
 from orchestrator.api_keys import do_revoke_api_key
 
 pytestmark = pytest.mark.django_db
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
 class Endpoint:
@@ -239,6 +243,100 @@ def test_bad_original_timestamp_and_sent_at_are_named(ingest_client, nothing_sto
     )
 
 
+WINDOW = "must be between 2000-01-01 and 24 hours from now"
+
+
+@pytest.mark.parametrize("endpoint", EVERY, ids=repr)
+@pytest.mark.parametrize(
+    "value",
+    [
+        "0001-01-01T00:00:00+01:00",  # year 0 in UTC: PostgreSQL stores it, Python cannot read it
+        "9999-12-31T23:00:00-05:00",  # year 10000 in UTC
+        "1999-12-31T23:59:59Z",
+        "2026-11-24T12:00:01Z",  # a second more than a day after NOW
+    ],
+    ids=["year-0-utc", "year-10000-utc", "before-2000", "over-a-day-ahead"],
+)
+def test_timestamps_outside_the_window_are_refused(ingest_client, nothing_stored, endpoint, value):
+    with time_machine.travel(NOW, tick=False):
+        response = send(ingest_client, endpoint, timestamp=value)
+
+    assert_invalid(response, (endpoint.field("timestamp"), WINDOW))
+
+
+@pytest.mark.parametrize("endpoint", EVERY, ids=repr)
+def test_timestamps_at_the_edges_of_the_window_are_accepted(ingest_client, endpoint):
+    with time_machine.travel(NOW, tick=False):
+        early = send(ingest_client, endpoint, timestamp="2000-01-01T01:00:00+01:00")
+        late = send(ingest_client, endpoint, timestamp="2026-11-24T12:00:00Z")
+
+    assert (early.status_code, late.status_code) == (200, 200)
+
+
+@pytest.mark.parametrize("endpoint", EVERY, ids=repr)
+def test_a_skew_correction_that_overflows_is_refused_naming_original_timestamp(
+    ingest_client, nothing_stored, endpoint
+):
+    response = send(
+        ingest_client,
+        endpoint,
+        originalTimestamp="0001-01-01T00:00:00Z",
+        sentAt="9999-01-01T00:00:00Z",
+    )
+
+    assert_invalid(
+        response, (endpoint.field("originalTimestamp"), f"corrected by sentAt, {WINDOW}")
+    )
+
+
+def test_an_original_timestamp_outside_the_window_is_refused(ingest_client, nothing_stored):
+    response = send(ingest_client, TRACK, originalTimestamp="1970-01-01T00:00:00Z")
+
+    assert_invalid(response, ("originalTimestamp", WINDOW))
+
+
+def test_a_reset_device_clock_is_corrected_by_sent_at(ingest_client):
+    with time_machine.travel(NOW, tick=False):
+        response = send(
+            ingest_client,
+            TRACK,
+            originalTimestamp="1970-01-01T00:00:00Z",
+            sentAt="1970-01-01T00:05:00Z",
+        )
+
+    assert response.status_code == 200
+    assert Event.objects.get().occurred_at == NOW - timedelta(minutes=5)
+
+
+def test_a_batch_with_one_out_of_range_item_stores_nothing_and_reads_keep_working(
+    ingest_client, api_client
+):
+    Customer.objects.create(external_id="u_0")
+    response = ingest_client.post(
+        "/api/v1/batch",
+        {
+            "batch": [
+                {"type": "track", "userId": "u_1", "event": "Viewed"},
+                {
+                    "type": "track",
+                    "userId": "u_2",
+                    "event": "Viewed",
+                    "timestamp": "0001-01-01T00:00:00+01:00",
+                },
+                {"type": "identify", "userId": "u_3", "timestamp": "9999-12-31T23:00:00-05:00"},
+            ]
+        },
+        format="json",
+    )
+
+    assert_invalid(response, ("batch.1.timestamp", WINDOW), ("batch.2.timestamp", WINDOW))
+    assert list(Customer.objects.values_list("external_id", flat=True)) == ["u_0"]
+    assert (Event.objects.count(), ProfileUpdate.objects.count()) == (0, 0)
+    listed = api_client.get("/api/v1/customers")
+    assert listed.status_code == 200
+    assert [c["external_id"] for c in listed.json()["results"]] == ["u_0"]
+
+
 # --- traits and properties ------------------------------------------------------------------------
 
 
@@ -386,7 +484,18 @@ def test_unknown_time_zone_is_refused_naming_the_field(ingest_client, nothing_st
             "must be an E.164 phone number: '+', country code, number, 8–15 digits (e.g. +14155550100)",
         ),
         (14155550100, "must be a string, not a number"),
+        # Arabic-Indic digits: phonenumbers reads them, but their hash is not the ASCII
+        # number's, so the suppression list would miss them.
+        (
+            "+1\u0664\u0661\u0665\u0665\u0665\u0665\u0660\u0661\u0660\u0660",
+            "must be an E.164 phone number: '+', country code, number, 8–15 digits (e.g. +14155550100)",
+        ),
+        (
+            "+14155550100\n",
+            "must be an E.164 phone number: '+', country code, number, 8–15 digits (e.g. +14155550100)",
+        ),
     ],
+    ids=["dashes", "too-short", "number", "non-ascii-digits", "trailing-newline"],
 )
 def test_invalid_phone_is_refused(ingest_client, nothing_stored, endpoint, phone, reason):
     assert_invalid(

@@ -189,7 +189,7 @@ def test_batch_level_context_applies_to_every_item(ingest_client):
 
 def test_batch_applies_the_suppression_list_to_new_customers(ingest_client):
     SuppressedIdentifier.objects.create(
-        identifier_hash=hash_identifier("gone@example.com"),
+        identifier_hash=hash_identifier("email", "gone@example.com"),
         kind=SuppressedIdentifier.Kind.EMAIL,
         channel="email",
         status=ConsentStatus.UNSUBSCRIBED,

@@ -160,7 +160,7 @@ def test_changing_back_to_an_earlier_email_re_enables_its_contact_point(ingest_c
 
 def test_identify_with_an_email_on_the_suppression_list_starts_unsubscribed(ingest_client):
     SuppressedIdentifier.objects.create(
-        identifier_hash=hash_identifier("gone@example.com"),
+        identifier_hash=hash_identifier("email", "gone@example.com"),
         kind=SuppressedIdentifier.Kind.EMAIL,
         channel=Channel.EMAIL,
         status=ConsentStatus.UNSUBSCRIBED,
@@ -180,7 +180,7 @@ def test_an_existing_customer_changing_to_a_suppressed_phone_is_unsubscribed_fro
     ingest_client,
 ):
     SuppressedIdentifier.objects.create(
-        identifier_hash=hash_identifier("+14155550199"),
+        identifier_hash=hash_identifier("phone", "+14155550199"),
         kind=SuppressedIdentifier.Kind.PHONE,
         channel=Channel.SMS,
         status=ConsentStatus.UNSUBSCRIBED,
@@ -190,6 +190,25 @@ def test_an_existing_customer_changing_to_a_suppressed_phone_is_unsubscribed_fro
 
     post(ingest_client, {"userId": "u_1", "traits": {"phone": "+14155550199"}})
 
+    assert list(Consent.objects.values_list("channel", "category", "status")) == [
+        (Channel.SMS, Category.MARKETING, ConsentStatus.UNSUBSCRIBED)
+    ]
+
+
+def test_phone_is_stored_in_canonical_e164_form_and_matches_the_suppression_list(ingest_client):
+    SuppressedIdentifier.objects.create(
+        identifier_hash=hash_identifier("phone", "+442079460000"),
+        kind=SuppressedIdentifier.Kind.PHONE,
+        channel=Channel.SMS,
+        status=ConsentStatus.UNSUBSCRIBED,
+    )
+
+    # The UK trunk prefix 0 written after the country code is not part of the number.
+    post(ingest_client, {"userId": "u_1", "traits": {"phone": "+4402079460000"}})
+
+    customer = Customer.objects.get()
+    assert customer.phone == "+442079460000"
+    assert contact_points(customer) == [("sms", "+442079460000", True)]
     assert list(Consent.objects.values_list("channel", "category", "status")) == [
         (Channel.SMS, Category.MARKETING, ConsentStatus.UNSUBSCRIBED)
     ]
@@ -245,8 +264,10 @@ def test_identify_of_a_known_customer_takes_a_constant_number_of_queries(
 ):
     post(ingest_client, {"userId": "u_1", "traits": {"email": "a@example.com"}})
 
-    # key, savepoint, lock, duplicate check, profile update, customer update,
-    # contact points (disable, upsert), suppression lookup, release
+    # savepoint, lock-or-create upsert, load of the rows it locked, duplicate check, profile
+    # update, customer update, contact points (disable, upsert), suppression lookup, release
+    # (the key was cached by the first request). The upsert + load replaced one SELECT FOR
+    # UPDATE so that locking and creating customers is one statement in external-id order.
     with django_assert_max_num_queries(10):
         response = post(
             ingest_client,

@@ -176,7 +176,12 @@ def test_blocking_consent_has_history_and_a_suppression_entry():
     assert {"unsubscribed", "opted_out"} <= statuses
     for consent in blocked:
         assert ConsentChange.objects.filter(customer=consent.customer, channel=consent.channel, category="marketing", status=consent.status, changed_at=consent.changed_at).exists()
-    assert SuppressedIdentifier.objects.filter(kind="external_id").count() >= blocked.values("customer").distinct().count()
+    # A person's choice is kept under their external id; a bounce only under the address.
+    by_choice = blocked.exclude(status="bounced").values("customer").distinct().count()
+    assert SuppressedIdentifier.objects.filter(kind="external_id").count() >= by_choice
+    assert not SuppressedIdentifier.objects.filter(kind="external_id", status="bounced").exists()
+    bounced = blocked.filter(status="bounced", channel="email").count()
+    assert SuppressedIdentifier.objects.filter(kind="email", status="bounced").count() == bounced
     share_opted_in = Consent.objects.filter(status="opted_in").count() / Consent.objects.count()
     assert 0.85 < share_opted_in < 0.995
 

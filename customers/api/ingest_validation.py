@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
 from customers.ingestion import Call, IdentifyCall, TrackCall
-from customers.validators import validate_e164, validate_timezone
+from customers.profiles import normalise_email
+from customers.validators import canonical_e164, validate_timezone
 
 # --- Limits (documented in the OpenAPI schema and the README) -------------------------------
 MAX_BATCH_ITEMS = 1000
@@ -224,17 +225,48 @@ def _event_name(value, errors: _Errors) -> str | None:
 
 def _timestamp(data: dict, errors: _Errors, received_at: datetime) -> datetime:
     """``timestamp`` wins; else ``originalTimestamp`` corrected for device clock skew by
-    ``sentAt`` (as Segment does); else the time the request was received."""
+    ``sentAt`` (as Segment does); else the time the request was received.
+
+    Only the time we store must fall in the window (``_in_window``): a device whose clock
+    was reset sends originalTimestamp and sentAt both in 1970, and the correction is what
+    makes its events usable.
+    """
     parsed = {name: _datetime(data.get(name), name, errors) for name in _TIME_FIELDS}
     if parsed["timestamp"]:
-        return parsed["timestamp"]
+        return _in_window(parsed["timestamp"], "timestamp", errors, received_at)
     original, sent = parsed["originalTimestamp"], parsed["sentAt"]
     if original and sent:
-        return received_at - (sent - original)
-    return original or received_at
+        try:
+            corrected = received_at - (sent - original)
+        except OverflowError:  # e.g. originalTimestamp in year 1 and sentAt in 9999
+            errors.add("originalTimestamp", f"corrected by sentAt, {_WINDOW_REASON}")
+            return received_at
+        return _in_window(
+            corrected, "originalTimestamp", errors, received_at, "corrected by sentAt, "
+        )
+    if original:
+        return _in_window(original, "originalTimestamp", errors, received_at)
+    return received_at
+
+
+# Stored times must read back: PostgreSQL keeps years before 1 AD and after 9999, which
+# Python (and so psycopg) cannot load, and no real event is that old or that far ahead.
+EARLIEST_TIMESTAMP = datetime(2000, 1, 1, tzinfo=UTC)
+MAX_TIMESTAMP_AHEAD = timedelta(hours=24)  # device clocks run fast; a day is plenty
+_WINDOW_REASON = "must be between 2000-01-01 and 24 hours from now"
+
+
+def _in_window(
+    value: datetime, field: str, errors: _Errors, received_at: datetime, qualifier: str = ""
+) -> datetime:
+    if not EARLIEST_TIMESTAMP <= value <= received_at + MAX_TIMESTAMP_AHEAD:
+        errors.add(field, f"{qualifier}{_WINDOW_REASON}")
+        return received_at
+    return value
 
 
 def _datetime(value, field: str, errors: _Errors) -> datetime | None:
+    """An aware datetime in UTC, or None (with an error unless the field was absent)."""
     if value is None:
         return None
     if type(value) is not str:
@@ -251,7 +283,11 @@ def _datetime(value, field: str, errors: _Errors) -> datetime | None:
     if parsed.utcoffset() is None:
         errors.add(field, "must include a UTC offset (e.g. 2026-11-23T20:14:00Z or +01:00)")
         return None
-    return parsed
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is in year 0; 9999-12-31T23:00-05:00 in 10000
+        errors.add(field, _WINDOW_REASON)
+        return None
 
 
 # --- Traits and properties ---------------------------------------------------------------------
@@ -346,14 +382,13 @@ def _check_email(value: str) -> str:
         validate_email(value)
     except ValidationError:
         raise ValidationError("is not a valid email address") from None
-    local, _, domain = value.rpartition("@")
-    return f"{local}@{domain.lower()}"
+    return normalise_email(value)
 
 
 def _check_phone(value: str) -> str:
-    value = value.strip()
-    validate_e164(value)
-    return value
+    """Stored in canonical E.164 form, so its hash matches the suppression list's. Not
+    stripped: E.164 has no whitespace, and a stray newline means a broken export."""
+    return canonical_e164(value)
 
 
 def _check_timezone(value: str) -> str:

@@ -74,6 +74,8 @@ def _query(serializer_class: type[Serializer], request: Request) -> dict:
 
 
 def _customer_or_404(external_id: str, queryset: QuerySet[Customer] | None = None) -> Customer:
+    if "\x00" in external_id:  # PostgreSQL text cannot hold NUL, so no customer has it
+        raise NotFound(f"No customer with external id {external_id!r}.")
     try:
         return (queryset if queryset is not None else Customer.objects.all()).get(external_id=external_id)
     except Customer.DoesNotExist:

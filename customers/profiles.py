@@ -1,0 +1,94 @@
+"""A customer's email and phone, and what follows them: contact points and suppressions.
+
+Ingestion changes addresses in bulk (``sync_contact_points`` with every change of a request
+in two statements); a hand edit in the admin changes one customer (``do_save_customer``).
+Both leave one enabled contact point per current address and disable the replaced ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.db.models import Q
+
+from customers.consent import apply_suppressions
+from customers.enums import Channel
+from customers.models import ContactPoint, Customer
+from customers.validators import canonical_e164
+
+# Customer columns holding an address, and the channel whose contact point mirrors each.
+ADDRESS_CHANNELS = {"email": Channel.EMAIL, "phone": Channel.SMS}
+
+
+@dataclass(frozen=True, slots=True)
+class AddressChange:
+    """A customer's ``column`` (email or phone) went from ``old`` to ``new`` ("" for none)."""
+
+    customer_id: int
+    column: str
+    old: str
+    new: str
+
+
+def normalise_email(value: str) -> str:
+    """Trimmed, with the domain lower-cased (the local part may be case-sensitive)."""
+    value = value.strip()
+    if "@" not in value:
+        return value
+    local, _, domain = value.rpartition("@")
+    return f"{local}@{domain.lower()}"
+
+
+def sync_contact_points(changes: Iterable[AddressChange]) -> None:
+    """Each new address gets an enabled contact point (re-enabled if it existed); each
+    replaced one is disabled. Two statements whatever the number of changes."""
+    current: list[ContactPoint] = []
+    replaced = Q()
+    for change in changes:
+        channel = ADDRESS_CHANNELS[change.column]
+        if change.new:
+            current.append(
+                ContactPoint(customer_id=change.customer_id, channel=channel, address=change.new)
+            )
+        if change.old:
+            replaced |= Q(customer_id=change.customer_id, channel=channel, address=change.old)
+    if replaced:
+        ContactPoint.objects.filter(replaced).update(enabled=False)
+    if current:
+        ContactPoint.objects.bulk_create(
+            current,
+            update_conflicts=True,
+            unique_fields=["customer", "channel", "address"],
+            update_fields=["enabled"],
+        )
+
+
+@transaction.atomic
+def do_save_customer(customer: Customer) -> None:
+    """Save a customer edited by hand (new or changed), normalising email and phone as
+    ingestion does; contact points follow the addresses, and the suppression list is
+    re-applied when the customer is new or changed email, phone or external id."""
+    customer.email = normalise_email(customer.email)
+    customer.phone = canonical_e164(customer.phone) if customer.phone else ""
+    stored = _stored_identifiers(customer)
+    customer.save()
+    before = stored or dict.fromkeys(_IDENTIFIERS, "")
+    sync_contact_points(
+        AddressChange(customer.pk, column, before[column], getattr(customer, column))
+        for column in ADDRESS_CHANNELS
+        if before[column] != getattr(customer, column)
+    )
+    if stored is None or any(stored[name] != getattr(customer, name) for name in _IDENTIFIERS):
+        apply_suppressions(customer)  # a known-suppressed address starts suppressed
+
+
+_IDENTIFIERS = ("external_id", "email", "phone")
+
+
+def _stored_identifiers(customer: Customer) -> dict | None:
+    """The identifiers as stored, under a row lock; None for a customer not saved yet."""
+    if customer.pk is None:
+        return None
+    return Customer.objects.select_for_update().filter(pk=customer.pk).values(*_IDENTIFIERS).first()

@@ -6,12 +6,13 @@ import hashlib
 import hmac
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone as dj_timezone
 
 from customers.enums import Category, Channel, ConsentStatus, PushPlatform
-from customers.validators import validate_e164, validate_timezone
+from customers.validators import canonical_e164, validate_e164, validate_timezone
 
 
 class Customer(models.Model):
@@ -177,6 +178,12 @@ def hash_identifier(kind: str, value: str) -> str:
     normalised = value.strip()
     if kind == SuppressedIdentifier.Kind.EMAIL:
         normalised = normalised.lower()
+    elif kind == SuppressedIdentifier.Kind.PHONE:
+        # "+4402079460000" as typed into the admin must match "+442079460000" as ingested.
+        try:
+            normalised = canonical_e164(normalised)
+        except ValidationError:
+            pass
     elif kind == SuppressedIdentifier.Kind.EXTERNAL_ID:
         normalised = value
     message = f"{kind.value}:{normalised}".encode()

@@ -72,3 +72,10 @@ def test_production_refuses_to_start_without_a_suppression_hash_key():
 def test_production_uses_the_suppression_hash_key_from_the_environment():
     result = _import_settings(**PRODUCTION, SUPPRESSION_HASH_KEY="k" * 40)
     assert (result.returncode, result.stdout) == (0, "k" * 40 + "\n")
+
+
+def test_phone_hash_uses_the_canonical_e164_form():
+    from customers.models import hash_identifier
+
+    assert hash_identifier("phone", "+4402079460000") == hash_identifier("phone", "+442079460000")
+    assert hash_identifier("phone", " +442079460000 ") == hash_identifier("phone", "+442079460000")

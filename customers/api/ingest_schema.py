@@ -24,7 +24,9 @@ LIMITS = (
     f"Limits: body ≤ {MAX_SINGLE_BYTES // 1024} KB for identify/track and ≤ {MAX_BATCH_BYTES // 1024} KB "
     f"for a batch (413 over it); ≤ {MAX_BATCH_ITEMS} items per batch; in traits and properties, keys "
     f"≤ {MAX_KEY_LENGTH} characters, string values ≤ {MAX_STRING_LENGTH:,} characters, nesting ≤ "
-    f"{MAX_NESTING_DEPTH} levels, no NUL characters. userId and messageId ≤ {MAX_ID_LENGTH} characters."
+    f"{MAX_NESTING_DEPTH} levels, no NUL characters. userId and messageId ≤ {MAX_ID_LENGTH} characters. "
+    "The time stored (timestamp, or originalTimestamp corrected by sentAt) must be ISO-8601 with an "
+    "offset, between 2000-01-01 and 24 hours after the request is received."
 )
 
 

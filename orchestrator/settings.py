@@ -135,7 +135,9 @@ DATABASES = {"default": _default_db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: channel layer and cache ---------------------------------------------------
-REDIS_URL = env_str("REDIS_URL")
+# Required in production: rate limits, key revocations and WebSocket pushes must reach
+# every process on every host, which only a shared store does.
+REDIS_URL = env_str("REDIS_URL", required=PRODUCTION)
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {

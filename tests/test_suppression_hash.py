@@ -48,7 +48,7 @@ def test_unknown_kind_is_refused():
 
 
 def _import_settings(**env: str) -> subprocess.CompletedProcess:
-    base = {k: v for k, v in os.environ.items() if k not in {"SUPPRESSION_HASH_KEY", "DEBUG"}}
+    base = {k: v for k, v in os.environ.items() if k not in {"SUPPRESSION_HASH_KEY", "DEBUG", "REDIS_URL"}}
     return subprocess.run(
         [sys.executable, "-c", "import orchestrator.settings as s; print(s.SUPPRESSION_HASH_KEY)"],
         env={**base, **env}, cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=60,
@@ -60,6 +60,7 @@ PRODUCTION = {
     "SECRET_KEY": "x" * 50,
     "ALLOWED_HOSTS": "chorus.example.com",
     "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/chorus",
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
 }
 
 
@@ -79,3 +80,10 @@ def test_phone_hash_uses_the_canonical_e164_form():
 
     assert hash_identifier("phone", "+4402079460000") == hash_identifier("phone", "+442079460000")
     assert hash_identifier("phone", " +442079460000 ") == hash_identifier("phone", "+442079460000")
+
+
+def test_production_refuses_to_start_without_redis():
+    without_redis = {k: v for k, v in PRODUCTION.items() if k != "REDIS_URL"}
+    result = _import_settings(**without_redis, SUPPRESSION_HASH_KEY="k" * 40)
+    assert result.returncode != 0
+    assert "REDIS_URL: this environment variable is required but is not set" in result.stderr

@@ -248,11 +248,16 @@ class ConsentAdmin(CustomerColumnMixin, ReadOnlyModelAdmin):
 
 @admin.register(ConsentChange)
 class ConsentChangeAdmin(CustomerColumnMixin, ReadOnlyModelAdmin):
-    list_display = ["changed_at", "customer_column", "channel", "category", "previous_status", "status", "source", "actor"]
+    list_display = ["changed_at", "customer_column", "channel", "category", "previous_status", "status_column", "source", "actor"]
     list_filter = ["channel", "category", "status", distinct_filter("source", "source"), "changed_at"]
     search_fields = ["=customer__external_id", "=customer__email"]
     list_select_related = ["customer", "actor"]
     date_hierarchy = "changed_at"
+
+    @admin.display(description="Status", ordering="status", empty_value="not set")
+    def status_column(self, obj: ConsentChange) -> str | None:
+        # Empty when a lifted bounce left the pair with no consent (customers.consent.NOT_SET).
+        return obj.get_status_display() or None
 
 
 # Events and profile updates can run to millions of rows: no date_hierarchy (its year

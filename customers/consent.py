@@ -28,6 +28,11 @@ from customers.models import (
 
 SUPPRESSION_SOURCE = "suppression list"
 ERASED_REPR = "erased customer"
+# Sources of the changes that lift a bounce after an address change: back to the status
+# before the bounce, or back to no consent at all (a ConsentChange to NOT_SET).
+ADDRESS_CHANGED_SOURCE = "address changed"
+BOUNCE_LIFTED_SOURCE = "address changed: bounce lifted"
+NOT_SET = ""  # ConsentChange.status when the pair went back to having no Consent row
 
 # How strong a suppression entry is. An entry is never replaced by a weaker one: a later
 # unsubscribe must not turn a bounced address (which also blocks transactional mail) or
@@ -114,8 +119,14 @@ def do_set_consent(
     source: str,
     actor=None,
     at: datetime | None = None,
+    lift_suppression: bool = True,
 ) -> ConsentResult:
-    """Set one consent, keeping history and the suppression list in step. Idempotent."""
+    """Set one consent, keeping history and the suppression list in step. Idempotent.
+
+    A marketing opt-in lifts the suppression of the person's identifiers, unless
+    ``lift_suppression`` is False: a status Chorus restores (lifting a bounce) is not a new
+    opt-in, and must not erase an unsubscribe already listed for the customer's new address.
+    """
     channel, category, status = Channel(channel), Category(category), ConsentStatus(status)
     at = at or timezone.now()
     customer = _lock_customer(customer)
@@ -143,7 +154,7 @@ def do_set_consent(
     if category == Category.MARKETING or status == ConsentStatus.BOUNCED:
         if status in BLOCKING_CONSENT:
             _record_suppression(customer, channel, status, source)
-        elif status == ConsentStatus.OPTED_IN and category == Category.MARKETING:
+        elif status == ConsentStatus.OPTED_IN and category == Category.MARKETING and lift_suppression:
             _lift_suppression(customer, channel)
     return ConsentResult(consent, changed=True, previous_status=previous)
 
@@ -182,6 +193,68 @@ def _apply_entry(customer: Customer, entry: SuppressedIdentifier) -> None:
         do_set_consent(customer, entry.channel, Category.MARKETING, entry.status, source=SUPPRESSION_SOURCE)
     if entry.status == ConsentStatus.BOUNCED:
         do_set_consent(customer, entry.channel, Category.TRANSACTIONAL, entry.status, source=SUPPRESSION_SOURCE)
+
+
+@transaction.atomic
+def lift_bounces_after_address_change(
+    customer: Customer, channel: str, *, previous_address: str
+) -> list[str]:
+    """Undo a channel's bounced consent after the customer's address on it changed.
+
+    A bounce is a fact about the old address (which stays on the suppression list), not
+    about the person: each bounced category goes back to its status before the bounce,
+    or to not set when the bounce was its first record, history kept. Nothing is lifted
+    when the new address is empty, is the previous one (as the suppression list compares
+    them: emails ignore case) or is itself listed as bounced; apply_suppressions, run
+    after this, then keeps or makes the channel bounced. Returns the categories lifted.
+    """
+    channel = Channel(channel)
+    customer = _lock_customer(customer)
+    addresses = addresses_for(customer, channel)
+    if not addresses or not _is_new_working_address(*addresses[0], previous_address, channel):
+        return []
+    lifted = []
+    for consent in Consent.objects.filter(customer=customer, channel=channel, status=ConsentStatus.BOUNCED):
+        _restore_before_bounce(customer, consent)
+        lifted.append(consent.category)
+    return lifted
+
+
+def _is_new_working_address(kind: str, address: str, previous_address: str, channel: str) -> bool:
+    address_hash = hash_identifier(kind, address)
+    if previous_address and hash_identifier(kind, previous_address) == address_hash:
+        return False
+    return not SuppressedIdentifier.objects.filter(
+        identifier_hash=address_hash, channel=channel, status=ConsentStatus.BOUNCED
+    ).exists()
+
+
+def _restore_before_bounce(customer: Customer, consent: Consent) -> None:
+    # The latest change recorded into bounced is the one that made the row bounced (ids,
+    # not changed_at, which may be a provider's earlier timestamp).
+    bounce = (
+        ConsentChange.objects.filter(
+            customer=customer, channel=consent.channel, category=consent.category, status=ConsentStatus.BOUNCED
+        )
+        .order_by("-id")
+        .first()
+    )
+    before = bounce.previous_status if bounce else NOT_SET
+    if before:
+        do_set_consent(
+            customer, consent.channel, consent.category, before, source=ADDRESS_CHANGED_SOURCE, lift_suppression=False
+        )
+        return
+    consent.delete()
+    ConsentChange.objects.create(
+        customer=customer,
+        channel=consent.channel,
+        category=consent.category,
+        previous_status=ConsentStatus.BOUNCED,
+        status=NOT_SET,
+        source=BOUNCE_LIFTED_SOURCE,
+        changed_at=timezone.now(),
+    )
 
 
 @transaction.atomic

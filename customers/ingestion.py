@@ -11,8 +11,8 @@ The general path (any identify, or any database):
    requests repeating one messageId for one customer cannot both store it);
 3. insert events and profile updates in bulk, apply traits and seen-times in memory and
    write the changed customers back in one bulk update;
-4. keep email/SMS contact points in step and re-apply the suppression list to customers
-   that are new or changed address.
+4. keep email/SMS contact points in step, lift the bounces of replaced addresses, and
+   re-apply the suppression list to customers that are new or changed address.
 
 Track-only requests on PostgreSQL (the hot path) need no profile merge, so they take two
 statements: an upsert of customers that widens their seen-times, and an insert of events
@@ -39,7 +39,7 @@ from customers.models import (
     SuppressedIdentifier,
     hash_identifier,
 )
-from customers.profiles import AddressChange, sync_contact_points
+from customers.profiles import AddressChange, lift_bounces, sync_contact_points
 
 # Customer columns an identify can set.
 PROFILE_COLUMNS = ("email", "phone", "timezone", "locale")
@@ -129,6 +129,7 @@ def do_ingest_batch(
         ]
         profiles.save(received_at)
         _sync_contact_points(profiles)
+        _lift_bounces(profiles)
         _apply_suppressions(profiles.new_or_readdressed())
     # PostgreSQL counts rows inserted, which stays exact even if another request stored the
     # same messageId for another customer meanwhile; elsewhere writers are serialised.
@@ -407,6 +408,19 @@ def _sync_contact_points(profiles: _CustomerChanges) -> None:
     sync_contact_points(
         AddressChange(customer.pk, column, old, new)
         for customer, column, old, new in profiles.address_changes()
+    )
+
+
+def _lift_bounces(profiles: _CustomerChanges) -> None:
+    """A customer who moved to a new address leaves the old one's bounces behind. One query
+    when some existing customer changed address, none otherwise; new customers hold no consent."""
+    lift_bounces(
+        {customer.pk: customer for customer in profiles.customers.values()},
+        (
+            AddressChange(customer.pk, column, old, new)
+            for customer, column, old, new in profiles.address_changes()
+            if not getattr(customer, "_ingest_new", False)
+        ),
     )
 
 

@@ -107,7 +107,7 @@ class ConsentChange(models.Model):
         indexes = [models.Index(fields=["customer", "-changed_at"], name="consent_change_customer_idx")]
 
     def __str__(self) -> str:
-        return f"{self.channel}/{self.category}: {self.previous_status or '∅'} → {self.status}"
+        return f"{self.channel}/{self.category}: {self.previous_status or 'not set'} → {self.status or 'not set'}"
 
 
 class Event(models.Model):

@@ -26,6 +26,7 @@ from customers.models import (
     SuppressedIdentifier,
     hash_identifier,
 )
+from customers.profiles import do_save_customer
 from orchestrator.api_keys import KEY_PREFIX, find_key
 from orchestrator.models import ApiKey
 from orchestrator.roles import Role
@@ -324,6 +325,18 @@ def test_consent_form_with_an_unknown_status_changes_nothing(admin_client, custo
     )
     assert response.status_code == 422
     assert not Consent.objects.exists() and not ConsentChange.objects.exists()
+
+
+def test_a_bounce_lifted_by_a_new_address_reads_bounced_to_not_set(admin_client, customer):
+    do_set_consent(customer, "email", "transactional", "bounced", source="hard bounce")
+    customer.email = "grace@new.example.com"
+    do_save_customer(customer)
+
+    changelist = admin_client.get(url(ConsentChange, "changelist")).content.decode()
+    consent_page = admin_client.get(reverse("admin:customers_customer_consent", args=[customer.pk])).content.decode()
+
+    assert '<td class="field-previous_status">Bounced</td><td class="field-status_column">not set</td>' in changelist
+    assert "<td>bounced</td><td>not set</td><td>address changed: bounce lifted</td>" in consent_page
 
 
 def test_consent_inline_is_read_only(admin_client, everything, customer):

@@ -190,3 +190,14 @@ def test_patch_on_an_unknown_customer_is_a_404(api_client, db):
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
     assert not Consent.objects.exists()
+
+
+def test_a_cleared_status_reads_as_null_in_the_history(api_client, ana):
+    # A bounce lifted by a new address leaves a change whose new status is "not set".
+    ConsentChange.objects.create(
+        customer=ana, channel="email", category="transactional", previous_status="bounced",
+        status="", source="address changed: bounce lifted", changed_at=T0,
+    )
+    history = api_client.get("/api/v1/customers/ana-1/consent").json()["history"]
+    assert history[0]["previous_status"] == "bounced"
+    assert history[0]["status"] is None

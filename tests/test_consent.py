@@ -6,12 +6,15 @@ from django.contrib.contenttypes.models import ContentType
 from django.utils import timezone
 
 from customers.consent import (
+    ADDRESS_CHANGED_SOURCE,
+    BOUNCE_LIFTED_SOURCE,
     SUPPRESSION_SOURCE,
     ConsentResult,
     apply_suppressions,
     consent_status,
     do_erase_customer,
     do_set_consent,
+    lift_bounces_after_address_change,
 )
 from customers.enums import Category, Channel, ConsentStatus
 from customers.models import (
@@ -22,6 +25,7 @@ from customers.models import (
     SuppressedIdentifier,
     hash_identifier,
 )
+from customers.profiles import do_save_customer
 
 pytestmark = pytest.mark.django_db
 
@@ -226,6 +230,210 @@ def test_a_bounce_entry_under_an_external_id_is_not_applied():
     )
     assert apply_suppressions(customer) == []
     assert not Consent.objects.exists()
+
+
+# --- A new address leaves the old one's bounce behind ----------------------------------------
+
+
+def statuses(customer, channel="email") -> dict[str, str]:
+    return dict(Consent.objects.filter(customer=customer, channel=channel).values_list("category", "status"))
+
+
+def history(customer, channel="email") -> list[tuple[str, str, str, str]]:
+    changes = ConsentChange.objects.filter(customer=customer, channel=channel).order_by("id")
+    return list(changes.values_list("category", "previous_status", "status", "source"))
+
+
+def move_to(customer, **addresses) -> Customer:
+    Customer.objects.filter(pk=customer.pk).update(**addresses)
+    customer.refresh_from_db()
+    return customer
+
+
+def bounce(customer, channel="email"):
+    for category in ("marketing", "transactional"):
+        do_set_consent(customer, channel, category, "bounced", source="hard bounce")
+
+
+def test_new_email_restores_each_category_to_its_status_before_the_bounce():
+    customer = make_customer()
+    do_set_consent(customer, "email", "marketing", "opted_in", source="signup form")
+    do_set_consent(customer, "email", "transactional", "opted_out", source="support ticket")
+    bounce(customer)
+    move_to(customer, email="working@example.com")
+
+    lifted = lift_bounces_after_address_change(customer, "email", previous_address="maya@example.com")
+
+    assert lifted == ["marketing", "transactional"]
+    assert statuses(customer) == {"marketing": "opted_in", "transactional": "opted_out"}
+    assert history(customer)[-2:] == [
+        ("marketing", "bounced", "opted_in", ADDRESS_CHANGED_SOURCE),
+        ("transactional", "bounced", "opted_out", ADDRESS_CHANGED_SOURCE),
+    ]
+    # The old address stays dead; nothing is listed for the new one.
+    assert entries() == {(EMAIL_HASH, "email", "email", "bounced")}
+
+
+def test_bounce_that_was_the_first_record_is_lifted_to_not_set():
+    customer = make_customer()
+    bounce(customer)
+    move_to(customer, email="working@example.com")
+
+    lifted = lift_bounces_after_address_change(customer, "email", previous_address="maya@example.com")
+
+    assert lifted == ["marketing", "transactional"]
+    assert statuses(customer) == {}
+    assert history(customer) == [
+        ("marketing", "", "bounced", "hard bounce"),
+        ("transactional", "", "bounced", "hard bounce"),
+        ("marketing", "bounced", "", BOUNCE_LIFTED_SOURCE),
+        ("transactional", "bounced", "", BOUNCE_LIFTED_SOURCE),
+    ]
+
+
+def test_restores_the_status_before_the_latest_bounce():
+    customer = make_customer()
+    do_set_consent(customer, "email", "transactional", "bounced", source="hard bounce")
+    do_set_consent(customer, "email", "transactional", "opted_in", source="support")
+    do_set_consent(customer, "email", "transactional", "bounced", source="hard bounce again")
+    move_to(customer, email="working@example.com")
+
+    lift_bounces_after_address_change(customer, "email", previous_address="maya@example.com")
+
+    assert statuses(customer) == {"transactional": "opted_in"}
+
+
+def test_new_address_that_is_itself_listed_as_bounced_stays_bounced():
+    customer = make_customer()
+    do_set_consent(customer, "email", "marketing", "opted_in", source="signup form")
+    bounce(customer)
+    do_set_consent(make_customer(external_id="u2", email="dead@example.com"), "email", "transactional", "bounced", source="hard bounce")
+    move_to(customer, email="dead@example.com")
+    before = history(customer)
+
+    assert lift_bounces_after_address_change(customer, "email", previous_address="maya@example.com") == []
+    assert statuses(customer) == {"marketing": "bounced", "transactional": "bounced"}
+    assert history(customer) == before
+
+
+def test_address_change_lifts_a_bounce_but_not_an_unsubscribe():
+    customer = make_customer()
+    do_set_consent(customer, "email", "marketing", "unsubscribed", source="one-click link")
+    do_set_consent(customer, "email", "transactional", "bounced", source="hard bounce")
+    move_to(customer, email="working@example.com")
+
+    assert lift_bounces_after_address_change(customer, "email", previous_address="maya@example.com") == ["transactional"]
+    assert statuses(customer) == {"marketing": "unsubscribed"}
+    assert history(customer) == [
+        ("marketing", "", "unsubscribed", "one-click link"),
+        ("transactional", "", "bounced", "hard bounce"),
+        ("transactional", "bounced", "", BOUNCE_LIFTED_SOURCE),
+    ]
+
+
+def test_the_same_email_in_another_case_is_not_a_new_address():
+    customer = make_customer()
+    bounce(customer)
+    move_to(customer, email="MAYA@example.com")
+
+    assert lift_bounces_after_address_change(customer, "email", previous_address="maya@example.com") == []
+    assert statuses(customer) == {"marketing": "bounced", "transactional": "bounced"}
+
+
+def test_removing_the_email_lifts_nothing():
+    customer = make_customer()
+    bounce(customer)
+    move_to(customer, email="")
+
+    assert lift_bounces_after_address_change(customer, "email", previous_address="maya@example.com") == []
+    assert statuses(customer) == {"marketing": "bounced", "transactional": "bounced"}
+
+
+def test_new_phone_lifts_the_sms_bounce_and_leaves_email_alone():
+    customer = make_customer()
+    do_set_consent(customer, "sms", "marketing", "opted_in", source="keyword JOIN")
+    bounce(customer, "sms")
+    bounce(customer, "email")
+    move_to(customer, phone="+14155550188")
+
+    assert lift_bounces_after_address_change(customer, "sms", previous_address="+14155550101") == ["marketing", "transactional"]
+    assert statuses(customer, "sms") == {"marketing": "opted_in"}
+    assert history(customer, "sms")[-2:] == [
+        ("marketing", "bounced", "opted_in", ADDRESS_CHANGED_SOURCE),
+        ("transactional", "bounced", "", BOUNCE_LIFTED_SOURCE),
+    ]
+    assert statuses(customer, "email") == {"marketing": "bounced", "transactional": "bounced"}
+
+
+def test_admin_edit_to_a_new_email_lifts_the_bounce():
+    customer = make_customer()
+    do_set_consent(customer, "email", "transactional", "opted_in", source="signup form")
+    do_set_consent(customer, "email", "transactional", "bounced", source="hard bounce")
+
+    customer.email = "working@example.com"
+    do_save_customer(customer)
+
+    assert statuses(customer) == {"transactional": "opted_in"}
+    assert history(customer)[-1] == ("transactional", "bounced", "opted_in", ADDRESS_CHANGED_SOURCE)
+
+
+def test_admin_edit_to_a_new_phone_lifts_the_sms_bounce():
+    customer = make_customer()
+    bounce(customer, "sms")
+
+    customer.phone = "+14155550188"
+    do_save_customer(customer)
+
+    assert statuses(customer, "sms") == {}
+    assert history(customer, "sms")[-2:] == [
+        ("marketing", "bounced", "", BOUNCE_LIFTED_SOURCE),
+        ("transactional", "bounced", "", BOUNCE_LIFTED_SOURCE),
+    ]
+
+
+def test_admin_edit_to_an_address_listed_as_bounced_keeps_the_customer_bounced():
+    customer = make_customer()
+    do_set_consent(customer, "email", "transactional", "opted_in", source="signup form")
+    do_set_consent(customer, "email", "transactional", "bounced", source="hard bounce")
+    do_set_consent(make_customer(external_id="u2", email="dead@example.com"), "email", "marketing", "bounced", source="hard bounce")
+    before = history(customer)
+
+    customer.email = "dead@example.com"
+    do_save_customer(customer)
+
+    assert statuses(customer) == {"marketing": "bounced", "transactional": "bounced"}
+    assert history(customer) == [*before, ("marketing", "", "bounced", SUPPRESSION_SOURCE)]
+
+
+def test_admin_edit_that_keeps_the_address_lifts_nothing():
+    customer = make_customer()
+    bounce(customer)
+    before = history(customer)
+
+    customer.locale = "fr-FR"
+    do_save_customer(customer)
+
+    assert statuses(customer) == {"marketing": "bounced", "transactional": "bounced"}
+    assert history(customer) == before
+
+
+def test_restored_opt_in_keeps_an_unsubscribe_listed_for_the_new_address():
+    customer = make_customer()
+    do_set_consent(customer, "email", "marketing", "opted_in", source="signup form")
+    do_set_consent(customer, "email", "marketing", "bounced", source="hard bounce")
+    do_set_consent(make_customer(external_id="u2", email="shared@example.com"), "email", "marketing", "unsubscribed", source="one-click link")
+
+    customer.email = "shared@example.com"
+    do_save_customer(customer)
+
+    assert statuses(customer) == {"marketing": "unsubscribed"}
+    assert history(customer)[-2:] == [
+        ("marketing", "bounced", "opted_in", ADDRESS_CHANGED_SOURCE),
+        ("marketing", "opted_in", "unsubscribed", SUPPRESSION_SOURCE),
+    ]
+    assert SuppressedIdentifier.objects.filter(
+        identifier_hash=hash_identifier("email", "shared@example.com"), channel="email", status="unsubscribed"
+    ).exists()
 
 
 # --- A suppression entry is never downgraded -------------------------------------------------

@@ -6,12 +6,21 @@ from datetime import UTC, datetime
 
 import pytest
 import time_machine
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
-from customers.consent import do_erase_customer, do_set_consent
+from customers.consent import (
+    ADDRESS_CHANGED_SOURCE,
+    BOUNCE_LIFTED_SOURCE,
+    SUPPRESSION_SOURCE,
+    do_erase_customer,
+    do_set_consent,
+)
 from customers.enums import Category, Channel, ConsentStatus
 from customers.models import (
     Consent,
+    ConsentChange,
     ContactPoint,
     Customer,
     ProfileUpdate,
@@ -265,13 +274,151 @@ def test_identify_of_a_known_customer_takes_a_constant_number_of_queries(
     post(ingest_client, {"userId": "u_1", "traits": {"email": "a@example.com"}})
 
     # savepoint, lock-or-create upsert, load of the rows it locked, duplicate check, profile
-    # update, customer update, contact points (disable, upsert), suppression lookup, release
-    # (the key was cached by the first request). The upsert + load replaced one SELECT FOR
-    # UPDATE so that locking and creating customers is one statement in external-id order.
-    with django_assert_max_num_queries(10):
+    # update, customer update, contact points (disable, upsert), bounced-consent lookup of
+    # the changed addresses, suppression lookup, release (the key was cached by the first
+    # request). The upsert + load replaced one SELECT FOR UPDATE so that locking and
+    # creating customers is one statement in external-id order.
+    with django_assert_max_num_queries(11):
         response = post(
             ingest_client,
             {"userId": "u_1", "messageId": "m-5", "traits": {"email": "b@example.com", "x": 1}},
         )
 
     assert response.status_code == 200
+
+
+# --- A new address leaves the old one's bounce behind ----------------------------------------
+
+
+def consent_of(external_id, channel="email"):
+    rows = Consent.objects.filter(customer__external_id=external_id, channel=channel)
+    return dict(rows.values_list("category", "status"))
+
+
+def consent_history(external_id, channel="email"):
+    rows = ConsentChange.objects.filter(customer__external_id=external_id, channel=channel).order_by("id")
+    return list(rows.values_list("category", "previous_status", "status", "source"))
+
+
+def bounce(customer, channel="email"):
+    for category in (Category.MARKETING, Category.TRANSACTIONAL):
+        do_set_consent(customer, channel, category, ConsentStatus.BOUNCED, source="hard bounce")
+
+
+def test_identify_with_a_new_email_restores_consent_from_before_the_bounce(ingest_client):
+    post(ingest_client, {"userId": "u_1", "traits": {"email": "old@example.com"}})
+    customer = Customer.objects.get()
+    do_set_consent(customer, "email", "marketing", "opted_in", source="signup form")
+    do_set_consent(customer, "email", "transactional", "opted_in", source="signup form")
+    bounce(customer)
+
+    post(ingest_client, {"userId": "u_1", "traits": {"email": "new@example.com"}})
+
+    assert consent_of("u_1") == {"marketing": "opted_in", "transactional": "opted_in"}
+    assert consent_history("u_1") == [
+        ("marketing", "", "opted_in", "signup form"),
+        ("transactional", "", "opted_in", "signup form"),
+        ("marketing", "opted_in", "bounced", "hard bounce"),
+        ("transactional", "opted_in", "bounced", "hard bounce"),
+        ("marketing", "bounced", "opted_in", ADDRESS_CHANGED_SOURCE),
+        ("transactional", "bounced", "opted_in", ADDRESS_CHANGED_SOURCE),
+    ]
+
+
+def test_customer_created_with_a_bounced_email_is_not_set_once_they_change_it(ingest_client):
+    do_set_consent(
+        Customer.objects.create(external_id="earlier", email="dead@example.com"),
+        "email", "transactional", "bounced", source="hard bounce",
+    )
+    post(ingest_client, {"userId": "u_1", "traits": {"email": "dead@example.com"}})
+    assert consent_of("u_1") == {"marketing": "bounced", "transactional": "bounced"}
+
+    post(ingest_client, {"userId": "u_1", "traits": {"email": "working@example.com"}})
+
+    assert consent_of("u_1") == {}
+    assert consent_history("u_1") == [
+        ("marketing", "", "bounced", SUPPRESSION_SOURCE),
+        ("transactional", "", "bounced", SUPPRESSION_SOURCE),
+        ("marketing", "bounced", "", BOUNCE_LIFTED_SOURCE),
+        ("transactional", "bounced", "", BOUNCE_LIFTED_SOURCE),
+    ]
+
+
+def test_identify_with_a_new_email_that_is_itself_bounced_stays_bounced(ingest_client):
+    SuppressedIdentifier.objects.create(
+        identifier_hash=hash_identifier("email", "dead@example.com"),
+        kind=SuppressedIdentifier.Kind.EMAIL,
+        channel=Channel.EMAIL,
+        status=ConsentStatus.BOUNCED,
+    )
+    post(ingest_client, {"userId": "u_1", "traits": {"email": "old@example.com"}})
+    customer = Customer.objects.get()
+    do_set_consent(customer, "email", "marketing", "opted_in", source="signup form")
+    bounce(customer)
+    before = consent_history("u_1")
+
+    post(ingest_client, {"userId": "u_1", "traits": {"email": "dead@example.com"}})
+
+    assert consent_of("u_1") == {"marketing": "bounced", "transactional": "bounced"}
+    assert consent_history("u_1") == before
+
+
+def test_identify_with_a_new_email_does_not_lift_an_unsubscribe(ingest_client):
+    post(ingest_client, {"userId": "u_1", "traits": {"email": "old@example.com"}})
+    customer = Customer.objects.get()
+    do_set_consent(customer, "email", "marketing", "unsubscribed", source="one-click link")
+    before = consent_history("u_1")
+
+    post(ingest_client, {"userId": "u_1", "traits": {"email": "new@example.com"}})
+
+    assert consent_of("u_1") == {"marketing": "unsubscribed"}
+    assert consent_history("u_1") == before
+
+
+def test_identify_with_a_new_phone_lifts_the_sms_bounce(ingest_client):
+    post(ingest_client, {"userId": "u_1", "traits": {"email": "ana@example.com", "phone": "+14155550101"}})
+    customer = Customer.objects.get()
+    do_set_consent(customer, "sms", "marketing", "opted_in", source="keyword JOIN")
+    bounce(customer, "sms")
+    bounce(customer, "email")
+
+    post(ingest_client, {"userId": "u_1", "traits": {"phone": "+14155550188"}})
+
+    assert consent_of("u_1", "sms") == {"marketing": "opted_in"}
+    assert consent_history("u_1", "sms")[-2:] == [
+        ("marketing", "bounced", "opted_in", ADDRESS_CHANGED_SOURCE),
+        ("transactional", "bounced", "", BOUNCE_LIFTED_SOURCE),
+    ]
+    assert consent_of("u_1") == {"marketing": "bounced", "transactional": "bounced"}
+
+
+def test_identify_that_keeps_the_address_lifts_nothing_and_looks_for_no_bounce(ingest_client):
+    post(ingest_client, {"userId": "u_1", "traits": {"email": "old@example.com"}})
+    bounce(Customer.objects.get())
+    before = consent_history("u_1")
+
+    with CaptureQueriesContext(connection) as queries:
+        post(ingest_client, {"userId": "u_1", "traits": {"email": "old@example.com", "plan": "pro"}})
+
+    assert consent_of("u_1") == {"marketing": "bounced", "transactional": "bounced"}
+    assert consent_history("u_1") == before
+    assert not [q["sql"] for q in queries.captured_queries if "customers_consent" in q["sql"]]
+
+
+def test_one_batch_lifts_only_the_bounces_of_customers_who_changed_address(ingest_client):
+    for user_id in ("u_1", "u_2"):
+        post(ingest_client, {"userId": user_id, "traits": {"email": f"{user_id}@example.com"}})
+        bounce(Customer.objects.get(external_id=user_id))
+
+    response = ingest_client.post(
+        "/api/v1/batch",
+        {"batch": [
+            {"type": "identify", "userId": "u_1", "traits": {"email": "u_1@new.example.com"}},
+            {"type": "identify", "userId": "u_2", "traits": {"plan": "pro"}},
+        ]},
+        format="json",
+    )
+
+    assert response.status_code == 200
+    assert consent_of("u_1") == {}
+    assert consent_of("u_2") == {"marketing": "bounced", "transactional": "bounced"}

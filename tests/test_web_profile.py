@@ -16,6 +16,7 @@ from channels_app.models import Message, MessageStatus
 from customers.consent import do_set_consent
 from customers.enums import Category, Channel, ConsentStatus
 from customers.models import Consent, ConsentChange, ContactPoint, Customer, Event, ProfileUpdate
+from customers.profiles import do_save_customer
 from orchestrator.roles import Role
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
@@ -328,6 +329,21 @@ def test_consent_changes_made_on_the_web_show_who_made_them(messaging, ada):
     messaging.post(url(ada), {"channel": "sms", "category": "marketing", "status": "opted_out"}, **HTMX)
     html = messaging.get(url(ada), **HTMX).content.decode()
     assert "<span>Source: web: milo</span><span>by milo</span>" in html
+
+
+def test_a_bounce_lifted_by_a_new_address_shows_as_bounced_to_not_set(marketer, ada):
+    do_set_consent(ada, "email", "transactional", "bounced", source="hard bounce")
+    ada.email = "ada@new.example.com"
+    do_save_customer(ada)
+
+    html = marketer.get(url(ada, kind="consent")).content.decode()
+
+    assert re.search(
+        r'<span class="badge badge-bounced badge-faded">Bounced</span><span class="arrow" aria-label="changed to">→</span>\s*'
+        r'<span class="badge badge-none">Not set</span>',
+        html,
+    )
+    assert "<span>Source: address changed: bounce lifted</span>" in html
 
 
 @pytest.mark.parametrize(

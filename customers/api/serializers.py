@@ -284,7 +284,9 @@ class MessageSerializer(serializers.ModelSerializer):
 class ConsentChangeRecordSerializer(serializers.ModelSerializer):
     channel = EnumChoiceField(Channel, read_only=True)
     category = EnumChoiceField(Category, read_only=True)
-    status = EnumChoiceField(ConsentStatus, read_only=True)
+    status = serializers.SerializerMethodField(
+        help_text="The status set; null when the change cleared it (a bounce lifted by a new address)."
+    )
     previous_status = serializers.SerializerMethodField()
     actor = serializers.SerializerMethodField(help_text="Username of the person who made the change.")
 
@@ -292,6 +294,10 @@ class ConsentChangeRecordSerializer(serializers.ModelSerializer):
         model = ConsentChange
         fields = ["channel", "category", "previous_status", "status", "source", "actor", "changed_at"]
         read_only_fields = fields
+
+    @extend_schema_field(EnumChoiceField(ConsentStatus, allow_null=True))
+    def get_status(self, change: ConsentChange) -> str | None:
+        return change.status or None
 
     @extend_schema_field(EnumChoiceField(ConsentStatus, allow_null=True))
     def get_previous_status(self, change: ConsentChange) -> str | None:

@@ -60,6 +60,7 @@ def server_env(url: str) -> dict[str, str]:
             "SECURE_SSL_REDIRECT": "0",
             "LOG_LEVEL": "WARNING",
             "PYTHONPATH": str(ROOT),
+            "STATIC_ROOT": str(ROOT / "bench" / "out" / "static"),
         }
     )
     env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -55,6 +55,7 @@ def main() -> None:
     h.ensure_database(url)
     env = h.server_env(url)
     h.manage(env, "migrate", "--noinput")
+    h.manage(env, "collectstatic", "--noinput")
     key = create_key(env)
     run = uuid.uuid4().hex[:10]
     port = h.free_port()

@@ -37,6 +37,9 @@ copy chart.js/dist/chart.umd.min.js       chartjs/chart.umd.min.js
 copy chart.js/LICENSE.md                  chartjs/LICENSE.md
 copy @jsplumb/browser-ui/js/jsplumb.browser-ui.umd.js  jsplumb/jsplumb.browser-ui.umd.js
 copy @jsplumb/browser-ui/css/jsplumbtoolkit.css        jsplumb/jsplumbtoolkit.css
+# Source maps are not vendored, so drop the comments that point at them: production's
+# manifest storage (collectstatic) refuses a file that references a missing one.
+find static/vendor -name '*.js' -exec sed -i '/^\/\/# sourceMappingURL=/d' {} +
 
 {
   echo "Vendored by scripts/vendor-static.sh from package.json; do not edit by hand."

@@ -262,3 +262,23 @@ def test_refuses_to_run_in_production(settings, db):
     with pytest.raises(CommandError, match="refuses to run with CHORUS_PRODUCTION set"):
         call_command("seed_demo", "--customers", "5", "--reset", stdout=StringIO())
     assert not Customer.objects.exists()
+
+
+def test_demo_workspace_has_saved_segments_the_launch_customer_belongs_to(maya):
+    from customers.models import Segment
+    from customers.segments import is_member
+
+    segments = {s.name: s for s in Segment.objects.all()}
+    assert sorted(segments) == [
+        "Cart abandoners this week", "Lapsed app users", "Loyal buyers", "SMS marketing audience",
+    ]
+    assert is_member(segments["Loyal buyers"].definition, maya)
+    assert is_member(segments["Cart abandoners this week"].definition, maya)
+    assert is_member(segments["SMS marketing audience"].definition, maya)
+
+
+def test_reseeding_keeps_one_copy_of_each_demo_segment(maya):
+    from customers.models import Segment
+
+    call_command("seed_demo", "--customers", "5", "--reset", stdout=StringIO())
+    assert Segment.objects.count() == 4

@@ -24,8 +24,10 @@ from customers.models import (
     Customer,
     Event,
     ProfileUpdate,
+    Segment,
     SuppressedIdentifier,
 )
+from customers.segments import do_save_segment
 from orchestrator.demo import generate_population
 from orchestrator.demo_writer import SeedSummary, seed_population
 
@@ -44,6 +46,48 @@ WIPED = (
     MessageTransition, Message, Event, ProfileUpdate, ConsentChange, Consent, ContactPoint,
     SuppressedIdentifier, Customer,
 )
+
+
+# Saved audiences a demo workspace starts with (definitions, not people: --reset keeps them).
+DEMO_SEGMENTS = [
+    (
+        "Loyal buyers",
+        "Three or more orders in the last six months.",
+        {"match": "all", "conditions": [
+            {"type": "event", "event": "Order Completed", "aggregate": "count", "operator": "gte", "value": 3, "within_days": 180},
+        ]},
+    ),
+    (
+        "Cart abandoners this week",
+        "Abandoned a cart in the last 7 days and have not ordered since.",
+        {"match": "all", "conditions": [
+            {"type": "event", "event": "Cart Abandoned", "aggregate": "last_occurred", "operator": "within_days", "value": 7},
+            {"type": "event", "event": "Order Completed", "aggregate": "count", "operator": "eq", "value": 0, "within_days": 7},
+        ]},
+    ),
+    (
+        "SMS marketing audience",
+        "Opted in to SMS marketing and reachable by SMS.",
+        {"match": "all", "conditions": [
+            {"type": "consent", "channel": "sms", "category": "marketing", "status": "opted_in"},
+            {"type": "reachable", "channel": "sms"},
+        ]},
+    ),
+    (
+        "Lapsed app users",
+        "Have a push device but have not opened the app in 30 days.",
+        {"match": "all", "conditions": [
+            {"type": "event", "event": "App Opened", "aggregate": "last_occurred", "operator": "not_within_days", "value": 30},
+            {"type": "reachable", "channel": "push"},
+        ]},
+    ),
+]
+
+
+def seed_segments() -> None:
+    for name, description, definition in DEMO_SEGMENTS:
+        existing = Segment.objects.filter(name=name).first()
+        do_save_segment(existing, name=name, description=description, definition=definition)
 
 
 def wipe_workspace() -> None:
@@ -91,6 +135,7 @@ class Command(BaseCommand):
                 wipe_workspace()
             population = generate_population(options["customers"], options["seed"])
             summary = seed_population(population, seed=options["seed"], now=now, days=options["days"])
+            seed_segments()
         self.report(summary, now, time.monotonic() - started)
 
     def report(self, summary: SeedSummary, now: datetime, seconds: float) -> None:

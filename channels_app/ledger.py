@@ -151,10 +151,11 @@ def _validate(request: QueueRequest) -> None:
 
 def _existing(request: QueueRequest) -> Message | None:
     message = Message.objects.filter(idempotency_key=request.idempotency_key).first()
-    if message and (message.customer_id, message.channel) != (request.customer_id, request.channel):
+    mine = (request.customer_id, request.channel, request.category)
+    if message and (message.customer_id, message.channel, message.category) != mine:
         raise IdempotencyConflict(
             f"idempotency_key: {request.idempotency_key!r} already belongs to message {message.pk} "
-            f"(customer {message.customer_id}, {message.channel})"
+            f"(customer {message.customer_id}, {message.channel}, {message.category})"
         )
     return message
 

@@ -407,3 +407,11 @@ def test_events_query_count_is_pinned(api_client, db):
 def test_consent_query_count_is_pinned(api_client, ada):
     # customer, consents, history with actors
     assert _queries(api_client, "/api/v1/customers/ada-1/consent") == 3
+
+
+def test_long_email_addresses_are_shown_in_full(api_client, db):
+    long_address = "a.very.long.local.part.for.testing.truncation@subdomain.example.com"
+    owner = f.customer("long-1", email=long_address)
+    f.contact_point(owner, "email", long_address)
+    points = api_client.get("/api/v1/customers/long-1").json()["contact_points"]
+    assert [p["address"] for p in points] == [long_address]

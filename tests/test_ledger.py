@@ -114,6 +114,13 @@ def test_key_reused_for_another_customer_is_a_conflict(customer):
     assert Message.objects.filter(customer=other).count() == 0
 
 
+def test_key_reused_for_another_category_is_a_conflict(customer):
+    queue(customer)
+    with pytest.raises(IdempotencyConflict, match=r"\(customer \d+, email, marketing\)"):
+        do_queue_message(make_request(customer, category="transactional"))
+    assert list(Message.objects.values_list("category", flat=True)) == ["marketing"]
+
+
 @pytest.mark.parametrize(
     ("overrides", "error"),
     [

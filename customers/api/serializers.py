@@ -155,7 +155,7 @@ class ContactPointSerializer(serializers.ModelSerializer):
     def get_address(self, point: ContactPoint) -> str:
         if point.channel == Channel.PUSH:
             return mask_push_address(point.address)
-        return point.short_address
+        return point.address  # email addresses and phone numbers in full
 
 
 class ConsentPairSerializer(serializers.Serializer):

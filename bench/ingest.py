@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=int(os.environ.get("BENCH_WORKERS", "3")))
     parser.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_THREADS", "4")))
     parser.add_argument("--seconds", type=float, default=None, help="duration of each phase")
+    parser.add_argument("--concurrency", type=int, default=16, help="connections for the single-event phase")
     args = parser.parse_args()
     seconds = args.seconds or (8.0 if args.quick else 30.0)
 
@@ -65,7 +66,7 @@ def main() -> None:
         h.load(port, "/api/v1/track", key, lambda n: h.dumps(track_item(run + "w", n)), concurrency=8, seconds=2)
 
         lat, errors, elapsed = h.load(
-            port, "/api/v1/track", key, lambda n: h.dumps(track_item(run + "s", n)), concurrency=16, seconds=seconds
+            port, "/api/v1/track", key, lambda n: h.dumps(track_item(run + "s", n)), concurrency=args.concurrency, seconds=seconds
         )
         single = {
             "single_requests_per_s": len(lat) / elapsed,

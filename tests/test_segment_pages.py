@@ -362,3 +362,18 @@ def test_each_list_page_counts_its_segments_in_one_customer_query(marketer, cust
         assert response.status_code == 200
         assert len(response.context["rows"]) == (50, 25)[page - 1]
         assert [q["sql"].count("COUNT(") for q in captured if "customers_customer" in q["sql"]] == [(50, 25)[page - 1]]
+
+
+def test_list_offers_marketers_a_new_segment_and_others_an_exploration(make_user):
+    from django.test import Client
+
+    new_url = reverse("customers:segment-new")
+    marketer, messaging = Client(), Client()
+    marketer.force_login(make_user(Role.MARKETER))
+    messaging.force_login(make_user(Role.MESSAGING))
+    marketer_page = marketer.get(LIST_URL).content.decode()
+    assert f'href="{new_url}">New segment</a>' in marketer_page
+    assert "Explore an audience" not in marketer_page
+    messaging_page = messaging.get(LIST_URL).content.decode()
+    assert "Explore an audience</a>" in messaging_page
+    assert ">New segment</a>" not in messaging_page

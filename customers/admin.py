@@ -36,6 +36,7 @@ from customers.models import (
     SuppressedIdentifier,
     hash_identifier,
 )
+from customers.profiles import do_save_customer, sync_contact_points
 from customers.segments import InvalidSegment, member_count, validate_definition
 from customers.validators import validate_e164
 from orchestrator.admin import (
@@ -149,9 +150,13 @@ class CustomerAdmin(ChorusModelAdmin):
 
     def save_model(self, request, obj, form, change):
         # Contact points and suppressions follow the email and phone, as on ingestion.
-        from customers.profiles import do_save_customer
+        obj._address_changes = do_save_customer(obj)
 
-        do_save_customer(obj)
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        # The contact-point inline is saved after save_model: an edit to the replaced
+        # address's row in the same submit would re-enable it. Apply the change again.
+        sync_contact_points(getattr(form.instance, "_address_changes", []))
 
     def get_urls(self):
         prefix = f"{self.opts.app_label}_{self.opts.model_name}"

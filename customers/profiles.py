@@ -95,11 +95,11 @@ def lift_bounces(customers: dict[int, Customer], changes: Iterable[AddressChange
 
 
 @transaction.atomic
-def do_save_customer(customer: Customer) -> None:
+def do_save_customer(customer: Customer) -> list[AddressChange]:
     """Save a customer edited by hand (new or changed), normalising email and phone as
     ingestion does; contact points follow the addresses, a replaced address takes its
     bounces with it, and the suppression list is re-applied when the customer is new or
-    changed email, phone or external id."""
+    changed email, phone or external id. Returns the address changes it applied."""
     customer.email = normalise_email(customer.email)
     customer.phone = canonical_e164(customer.phone) if customer.phone else ""
     stored = _stored_identifiers(customer)
@@ -115,6 +115,7 @@ def do_save_customer(customer: Customer) -> None:
         lift_bounces({customer.pk: customer}, changes)
     if stored is None or any(stored[name] != getattr(customer, name) for name in _IDENTIFIERS):
         apply_suppressions(customer)  # a known-suppressed address starts suppressed
+    return changes
 
 
 _IDENTIFIERS = ("external_id", "email", "phone")

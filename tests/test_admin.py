@@ -562,7 +562,6 @@ def _change_customer(admin_client, customer, **fields):
         "contact_points-MIN_NUM_FORMS": "0", "contact_points-MAX_NUM_FORMS": "1000",
         "consents-TOTAL_FORMS": "0", "consents-INITIAL_FORMS": "0",
         "consents-MIN_NUM_FORMS": "0", "consents-MAX_NUM_FORMS": "1000",
-        **fields,
     }
     for i, point in enumerate(points):
         data.update({
@@ -572,6 +571,7 @@ def _change_customer(admin_client, customer, **fields):
         })
         if point.enabled:
             data[f"contact_points-{i}-enabled"] = "on"
+    data.update(fields)  # last, so a test can also edit an inline row
     return admin_client.post(url(Customer, "change", customer.pk), data)
 
 
@@ -634,3 +634,12 @@ def test_an_invalid_phone_in_the_admin_changes_nothing(admin_client, reachable):
     reachable.refresh_from_db()
     assert (reachable.email, reachable.phone) == ("old@example.com", "")
     assert _points(reachable) == [("email", "old@example.com", True)]
+
+
+def test_editing_the_replaced_address_row_in_the_same_save_keeps_it_disabled(admin_client, reachable):
+    # The inline still shows the old row as enabled; the admin also renames its label.
+    response = _change_customer(admin_client, reachable, email="new@example.com", **{"contact_points-0-label": "Work"})
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert _points(reachable) == [("email", "new@example.com", True), ("email", "old@example.com", False)]
+    assert ContactPoint.objects.get(customer=reachable, address="old@example.com").label == "Work"

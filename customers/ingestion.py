@@ -1,6 +1,8 @@
 """Ingestion of the Segment tracking spec: identify and track calls, alone or in batches.
 
-The API validates payloads into the frozen calls below and hands them here. Each request
+The API validates payloads into the frozen calls below and hands them here (page and
+screen calls arrive as track calls named "Page Viewed" and "Screen Viewed"; group and
+alias calls are acknowledged by the API and never reach this module). Each request
 is one transaction whose number of queries does not grow with the number of calls.
 
 The general path (any identify, or any database):
@@ -73,6 +75,8 @@ class IdentifyCall:
 
 @dataclass(frozen=True, slots=True)
 class TrackCall:
+    """A validated track, page or screen call: all three are stored as events."""
+
     kind: ClassVar[str] = "track"
     user_id: str
     timestamp: datetime

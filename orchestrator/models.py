@@ -8,7 +8,7 @@ from django.db import models
 
 
 class ApiScope(models.TextChoices):
-    INGEST = "ingest", "Ingest (identify, track, batch)"
+    INGEST = "ingest", "Ingest (identify, track, page, screen, batch)"
     READ = "read", "Read customers, events and messages"
     MANAGE = "manage", "Manage (consent updates, journeys API)"
 

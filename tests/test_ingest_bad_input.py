@@ -47,10 +47,13 @@ IDENTIFY = Endpoint("identify", "identify", batched=False)
 TRACK = Endpoint("track", "track", batched=False)
 BATCH_IDENTIFY = Endpoint("batch-identify", "identify", batched=True)
 BATCH_TRACK = Endpoint("batch-track", "track", batched=True)
-EVERY = [IDENTIFY, TRACK, BATCH_IDENTIFY, BATCH_TRACK]
+PAGE = Endpoint("page", "page", batched=False)
+SCREEN = Endpoint("screen", "screen", batched=False)
+BATCH_PAGE = Endpoint("batch-page", "page", batched=True)
+EVERY = [IDENTIFY, TRACK, BATCH_IDENTIFY, BATCH_TRACK, PAGE, SCREEN, BATCH_PAGE]
 IDENTIFYING = [IDENTIFY, BATCH_IDENTIFY]
 TRACKING = [TRACK, BATCH_TRACK]
-URLS = ["/api/v1/identify", "/api/v1/track", "/api/v1/batch"]
+URLS = ["/api/v1/identify", "/api/v1/track", "/api/v1/page", "/api/v1/screen", "/api/v1/batch"]
 
 
 @pytest.fixture
@@ -142,7 +145,7 @@ def test_a_body_that_is_not_an_object_is_refused(ingest_client, nothing_stored, 
 def test_batch_must_be_an_array(ingest_client, nothing_stored):
     response = ingest_client.post("/api/v1/batch", {"batch": {"type": "track"}}, format="json")
 
-    assert_invalid(response, ("batch", "must be an array of identify and track calls"))
+    assert_invalid(response, ("batch", "must be an array of Segment calls"))
 
 
 def test_batch_is_required(ingest_client, nothing_stored):
@@ -602,13 +605,19 @@ def test_repeated_message_id_succeeds_and_stores_nothing_new(ingest_client, endp
         ProfileUpdate.objects.count(),
     ) == stored
     if endpoint.batched:
-        assert again.json() == {"success": True, "received": 1, "stored": 0, "duplicates": 1}
+        assert again.json() == {
+            "success": True,
+            "received": 1,
+            "stored": 0,
+            "duplicates": 1,
+            "ignored": 0,
+        }
 
 
 # --- Keys and scopes ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("endpoint", [IDENTIFY, TRACK, BATCH_TRACK], ids=repr)
+@pytest.mark.parametrize("endpoint", [IDENTIFY, TRACK, PAGE, SCREEN, BATCH_TRACK], ids=repr)
 def test_no_key_is_401(db, nothing_stored, endpoint):
     response = APIClient().post(endpoint.url, endpoint.payload(), format="json")
 
@@ -616,7 +625,7 @@ def test_no_key_is_401(db, nothing_stored, endpoint):
     assert response.json()["error"]["code"] == "not_authenticated"
 
 
-@pytest.mark.parametrize("endpoint", [IDENTIFY, TRACK, BATCH_TRACK], ids=repr)
+@pytest.mark.parametrize("endpoint", [IDENTIFY, TRACK, PAGE, SCREEN, BATCH_TRACK], ids=repr)
 @pytest.mark.parametrize(
     "header", ["Bearer chorus_nope.nope", "Bearer ", "Basic dXNlcjpwYXNz", "Bearer garbage"]
 )
@@ -630,7 +639,7 @@ def test_an_unknown_or_malformed_key_is_401(db, nothing_stored, endpoint, header
     assert response.json()["error"]["code"] == "authentication_failed"
 
 
-@pytest.mark.parametrize("endpoint", [IDENTIFY, TRACK, BATCH_TRACK], ids=repr)
+@pytest.mark.parametrize("endpoint", [IDENTIFY, TRACK, PAGE, SCREEN, BATCH_TRACK], ids=repr)
 def test_a_revoked_key_is_401(make_api_key, nothing_stored, endpoint):
     api_key, clear = make_api_key(("ingest",))
     do_revoke_api_key(api_key)
@@ -640,7 +649,7 @@ def test_a_revoked_key_is_401(make_api_key, nothing_stored, endpoint):
     assert client.post(endpoint.url, endpoint.payload(), format="json").status_code == 401
 
 
-@pytest.mark.parametrize("endpoint", [IDENTIFY, TRACK, BATCH_TRACK], ids=repr)
+@pytest.mark.parametrize("endpoint", [IDENTIFY, TRACK, PAGE, SCREEN, BATCH_TRACK], ids=repr)
 def test_a_key_without_the_ingest_scope_is_403(make_api_key, nothing_stored, endpoint):
     _, clear = make_api_key(("read", "manage"))
     client = APIClient()

@@ -57,7 +57,13 @@ def test_batch_stores_identify_and_track_calls_for_several_customers(ingest_clie
     )
 
     assert response.status_code == 200
-    assert response.json() == {"success": True, "received": 3, "stored": 3, "duplicates": 0}
+    assert response.json() == {
+        "success": True,
+        "received": 3,
+        "stored": 3,
+        "duplicates": 0,
+        "ignored": 0,
+    }
     ana = Customer.objects.get(external_id="u_1")
     assert (ana.email, ana.traits) == ("ana@example.com", {"plan": "pro"})
     assert list(ana.events.values_list("name", "properties")) == [
@@ -87,7 +93,13 @@ def test_batch_counts_repeats_within_the_batch_and_already_stored_ones_as_duplic
         },
     )
 
-    assert response.json() == {"success": True, "received": 5, "stored": 2, "duplicates": 3}
+    assert response.json() == {
+        "success": True,
+        "received": 5,
+        "stored": 2,
+        "duplicates": 3,
+        "ignored": 0,
+    }
     assert sorted(Event.objects.values_list("name", flat=True)) == ["A", "B", "C"]
     assert Customer.objects.get().traits == {"plan": "pro"}
 
@@ -126,7 +138,7 @@ def test_batch_lists_every_bad_item_with_its_index_field_and_reason(ingest_clien
                 {"type": "track", "userId": {"id": 1}, "event": "Bad Id"},
                 identify("u_2", {"timezone": "Mars/Olympus"}),
                 "not an object",
-                {"type": "page", "userId": "u_3"},
+                {"type": "pageview", "userId": "u_3"},
                 {"userId": "u_4"},
                 track("u_5", "x" * 201),
             ]
@@ -144,8 +156,14 @@ def test_batch_lists_every_bad_item_with_its_index_field_and_reason(ingest_clien
             "reason": "'Mars/Olympus' is not an IANA time zone name (e.g. America/New_York)",
         },
         {"field": "batch.3", "reason": "must be an object"},
-        {"field": "batch.4.type", "reason": 'must be one of identify, track, not "page"'},
-        {"field": "batch.5.type", "reason": "is required: one of identify, track"},
+        {
+            "field": "batch.4.type",
+            "reason": 'must be one of identify, track, page, screen, group, alias, not "pageview"',
+        },
+        {
+            "field": "batch.5.type",
+            "reason": "is required: one of identify, track, page, screen, group, alias",
+        },
         {"field": "batch.6.event", "reason": "value is 201 characters long; the limit is 200"},
     ]
     assert counts() == (0, 0, 0)
@@ -213,7 +231,13 @@ def test_batch_applies_the_suppression_list_to_new_customers(ingest_client):
 def test_empty_batch_is_accepted_and_stores_nothing(ingest_client):
     response = post(ingest_client, {"batch": []})
 
-    assert response.json() == {"success": True, "received": 0, "stored": 0, "duplicates": 0}
+    assert response.json() == {
+        "success": True,
+        "received": 0,
+        "stored": 0,
+        "duplicates": 0,
+        "ignored": 0,
+    }
     assert counts() == (0, 0, 0)
 
 
@@ -241,6 +265,7 @@ def test_batch_query_count_does_not_grow_with_the_batch(
         "received": 2 * size,
         "stored": 2 * size,
         "duplicates": 0,
+        "ignored": 0,
     }
     assert Event.objects.filter(name="Viewed").count() == size
 
@@ -258,4 +283,10 @@ def test_track_only_batch_takes_the_same_few_queries_at_any_size(
     with django_assert_max_num_queries(6):
         response = post(ingest_client, {"batch": items})
 
-    assert response.json() == {"success": True, "received": size, "stored": size, "duplicates": 0}
+    assert response.json() == {
+        "success": True,
+        "received": size,
+        "stored": size,
+        "duplicates": 0,
+        "ignored": 0,
+    }

@@ -9,6 +9,8 @@ pytestmark = pytest.mark.django_db
 OPERATIONS = {
     "/api/v1/identify": "IdentifyRequest",
     "/api/v1/track": "TrackRequest",
+    "/api/v1/page": "PageRequest",
+    "/api/v1/screen": "ScreenRequest",
     "/api/v1/batch": "BatchRequest",
 }
 
@@ -41,7 +43,7 @@ def test_error_shape_names_fields_and_reasons(schema):
     assert set(components["FieldError"]["properties"]) == {"field", "reason"}
 
 
-def test_batch_response_reports_received_stored_and_duplicates(schema):
+def test_batch_response_reports_received_stored_duplicates_and_ignored(schema):
     response = schema["paths"]["/api/v1/batch"]["post"]["responses"]["200"]
     assert response["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/BatchResponse"
@@ -51,4 +53,5 @@ def test_batch_response_reports_received_stored_and_duplicates(schema):
         "received",
         "stored",
         "duplicates",
+        "ignored",
     }

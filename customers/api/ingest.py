@@ -1,4 +1,7 @@
-"""Ingestion endpoints (the Segment tracking spec): identify, track and batch.
+"""Ingestion endpoints (the Segment tracking spec): identify, track, page, screen and batch.
+
+page and screen calls are stored as events ("Page Viewed", "Screen Viewed"); in a batch,
+group and alias calls are acknowledged and counted as ignored, not stored.
 
 Thin views: read the body once, validate it with plain Python, call the service in
 ``customers.ingestion``. Field errors come before size errors, so a producer learns which
@@ -66,10 +69,48 @@ def track(request: Request) -> Response:
 
 
 @extend_schema(
-    summary="Identify and track calls in bulk (Segment batch)",
+    summary="Record a page view (Segment page)",
+    description=(
+        'Stored as the event "Page Viewed", whose properties are the call\'s properties plus '
+        f"its name and category (a property of the same name wins). {schema.LIMITS}"
+    ),
+    request=schema.PageRequest,
+    responses={200: schema.SuccessResponse, **schema.ERROR_RESPONSES},
+    examples=[schema.PAGE_EXAMPLE, schema.INVALID_EXAMPLE],
+    tags=["ingestion"],
+    auth=[{"ApiKey": []}],
+)
+@api_access(scope=INGEST_SCOPE, capability=None)  # people may not ingest, only keys
+@api_view(["POST"])
+def page(request: Request) -> Response:
+    return _single(request, "page", ingestion.do_track)
+
+
+@extend_schema(
+    summary="Record a screen view (Segment screen)",
+    description=(
+        'Stored as the event "Screen Viewed", whose properties are the call\'s properties plus '
+        f"its name and category (a property of the same name wins). {schema.LIMITS}"
+    ),
+    request=schema.ScreenRequest,
+    responses={200: schema.SuccessResponse, **schema.ERROR_RESPONSES},
+    examples=[schema.SCREEN_EXAMPLE, schema.INVALID_EXAMPLE],
+    tags=["ingestion"],
+    auth=[{"ApiKey": []}],
+)
+@api_access(scope=INGEST_SCOPE, capability=None)  # people may not ingest, only keys
+@api_view(["POST"])
+def screen(request: Request) -> Response:
+    return _single(request, "screen", ingestion.do_track)
+
+
+@extend_schema(
+    summary="Segment calls in bulk (Segment batch)",
     description=(
         "Atomic: if any item is invalid nothing is stored, and the 400 lists every bad item's "
-        f"field as batch.<index>.<field>. {schema.LIMITS}"
+        "field as batch.<index>.<field>. identify, track, page and screen calls are stored; "
+        "group and alias calls are checked for a valid type, then acknowledged and counted as "
+        f"ignored (Chorus has no groups and does not merge aliases). {schema.LIMITS}"
     ),
     request=schema.BatchRequest,
     responses={200: schema.BatchResponse, **schema.ERROR_RESPONSES},
@@ -84,7 +125,7 @@ def batch(request: Request) -> Response:
     body, data, refusal = _read_json(request, MAX_BATCH_BYTES)
     if refusal:
         return refusal
-    calls, errors = validate_batch(data, received_at)
+    calls, ignored, errors = validate_batch(data, received_at)
     if errors:
         return _invalid(errors)
     if len(body) > MAX_BATCH_BYTES:
@@ -95,9 +136,10 @@ def batch(request: Request) -> Response:
     return Response(
         {
             "success": True,
-            "received": result.received,
+            "received": result.received + ignored,
             "stored": result.stored,
             "duplicates": result.duplicates,
+            "ignored": ignored,
         }
     )
 

@@ -18,10 +18,11 @@ from customers.api.ingest_validation import (
     MAX_NESTING_DEPTH,
     MAX_SINGLE_BYTES,
     MAX_STRING_LENGTH,
+    SUPPORTED_TYPES,
 )
 
 LIMITS = (
-    f"Limits: body ≤ {MAX_SINGLE_BYTES // 1024} KB for identify/track and ≤ {MAX_BATCH_BYTES // 1024} KB "
+    f"Limits: body ≤ {MAX_SINGLE_BYTES // 1024} KB for identify/track/page/screen and ≤ {MAX_BATCH_BYTES // 1024} KB "
     f"for a batch (413 over it); ≤ {MAX_BATCH_ITEMS} items per batch; in traits and properties, keys "
     f"≤ {MAX_KEY_LENGTH} characters, string values ≤ {MAX_STRING_LENGTH:,} characters, nesting ≤ "
     f"{MAX_NESTING_DEPTH} levels, no NUL characters. userId and messageId ≤ {MAX_ID_LENGTH} characters. "
@@ -69,15 +70,48 @@ class TrackRequest(_CommonFields):
     properties = serializers.DictField(required=False)
 
 
+class _ViewRequest(_CommonFields):
+    name = serializers.CharField(
+        required=False,
+        max_length=MAX_STRING_LENGTH,
+        help_text="Stored as the event's `name` property (unless properties has one).",
+    )
+    category = serializers.CharField(
+        required=False,
+        max_length=MAX_STRING_LENGTH,
+        help_text="Stored as the event's `category` property (unless properties has one).",
+    )
+    properties = serializers.DictField(required=False)
+
+
+class PageRequest(_ViewRequest):
+    type = serializers.ChoiceField(choices=["page"], required=False)
+
+
+class ScreenRequest(_ViewRequest):
+    type = serializers.ChoiceField(choices=["screen"], required=False)
+
+
 class BatchItem(_CommonFields):
-    type = serializers.ChoiceField(choices=["identify", "track"])
+    type = serializers.ChoiceField(choices=list(SUPPORTED_TYPES))
+    userId = serializers.CharField(
+        required=False,
+        max_length=MAX_ID_LENGTH,
+        help_text="Required for identify, track, page and screen (see the single-call endpoints).",
+    )
     event = serializers.CharField(required=False, help_text="Required for track.")
-    properties = serializers.DictField(required=False, help_text="track only.")
+    name = serializers.CharField(required=False, help_text="page and screen.")
+    category = serializers.CharField(required=False, help_text="page and screen.")
+    properties = serializers.DictField(required=False, help_text="track, page and screen.")
     traits = serializers.DictField(required=False, help_text="identify only.")
 
 
 class BatchRequest(serializers.Serializer):
-    batch = BatchItem(many=True, help_text=f"At most {MAX_BATCH_ITEMS} identify and track calls.")
+    batch = BatchItem(
+        many=True,
+        help_text=f"At most {MAX_BATCH_ITEMS} calls: identify, track, page and screen are stored; "
+        "group and alias are only checked for their type, then ignored.",
+    )
     context = serializers.DictField(required=False, help_text="Defaults for every item's context.")
 
 
@@ -89,6 +123,10 @@ class BatchResponse(SuccessResponse):
     received = serializers.IntegerField(help_text="Items in the batch.")
     stored = serializers.IntegerField(help_text="Items stored.")
     duplicates = serializers.IntegerField(help_text="Items whose messageId was already stored.")
+    ignored = serializers.IntegerField(
+        help_text="group and alias items: acknowledged, not stored. stored + duplicates + "
+        "ignored = received."
+    )
 
 
 class FieldError(serializers.Serializer):
@@ -136,6 +174,29 @@ TRACK_EXAMPLE = OpenApiExample(
         "properties": {"revenue": 415, "currency": "USD"},
     },
 )
+PAGE_EXAMPLE = OpenApiExample(
+    "page",
+    request_only=True,
+    value={
+        "userId": "u_123",
+        "name": "Pricing",
+        "category": "Marketing",
+        "messageId": "m-3",
+        "timestamp": "2026-11-23T20:15:00Z",
+        "properties": {"url": "https://example.com/pricing", "referrer": "https://google.com/"},
+    },
+)
+SCREEN_EXAMPLE = OpenApiExample(
+    "screen",
+    request_only=True,
+    value={
+        "userId": "u_123",
+        "name": "Checkout",
+        "messageId": "m-4",
+        "timestamp": "2026-11-23T20:16:00Z",
+        "properties": {"step": 2},
+    },
+)
 BATCH_EXAMPLE = OpenApiExample(
     "batch",
     request_only=True,
@@ -143,6 +204,8 @@ BATCH_EXAMPLE = OpenApiExample(
         "batch": [
             {"type": "identify", **IDENTIFY_EXAMPLE.value},
             {"type": "track", **TRACK_EXAMPLE.value},
+            {"type": "page", **PAGE_EXAMPLE.value},
+            {"type": "group", "userId": "u_123", "groupId": "g_1", "messageId": "m-5"},
         ]
     },
 )

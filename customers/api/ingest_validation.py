@@ -21,7 +21,7 @@ from customers.validators import canonical_e164, validate_timezone
 
 # --- Limits (documented in the OpenAPI schema and the README) -------------------------------
 MAX_BATCH_ITEMS = 1000
-MAX_SINGLE_BYTES = 32 * 1024  # one identify or track, as Segment's HTTP API
+MAX_SINGLE_BYTES = 32 * 1024  # one identify, track, page or screen, as Segment's HTTP API
 MAX_BATCH_BYTES = 1024 * 1024
 MAX_KEY_LENGTH = 255  # any object key inside traits or properties
 MAX_STRING_LENGTH = 8192  # any string value inside traits or properties
@@ -33,7 +33,11 @@ MAX_LOCALE_LENGTH = 35  # Customer.locale
 MAX_TIMESTAMP_LENGTH = 64
 MAX_REPORTED_ERRORS = 1000  # fields listed in one 400; the count says how many there were
 
-SUPPORTED_TYPES = ("identify", "track")
+# page and screen are stored as events with these names (see _view_properties).
+VIEW_EVENTS = {"page": "Page Viewed", "screen": "Screen Viewed"}
+# Acknowledged but not stored: Chorus has no groups (accounts) and does not merge aliases.
+IGNORED_TYPES = ("group", "alias")
+SUPPORTED_TYPES = ("identify", "track", *VIEW_EVENTS, *IGNORED_TYPES)
 _TIME_FIELDS = ("timestamp", "originalTimestamp", "sentAt")
 
 
@@ -84,7 +88,7 @@ class _Errors(list):
 def validate_single(
     data: object, kind: str, received_at: datetime
 ) -> tuple[Call | None, list[dict]]:
-    """An identify or track call posted on its own endpoint."""
+    """An identify, track, page or screen call posted on its own endpoint."""
     errors = _Errors()
     if not isinstance(data, dict):
         errors.add("body", "must be a JSON object")
@@ -96,18 +100,22 @@ def validate_single(
     return (None if errors else call), errors
 
 
-def validate_batch(data: object, received_at: datetime) -> tuple[list[Call], list[dict]]:
-    """``{"batch": [...], "context": {...}}``; the batch-level context applies to every item."""
+def validate_batch(data: object, received_at: datetime) -> tuple[list[Call], int, list[dict]]:
+    """``{"batch": [...], "context": {...}}``; the batch-level context applies to every item.
+
+    Returns the calls to store, the number of group and alias calls (checked for a valid
+    type only, then ignored) and the errors.
+    """
     errors = _Errors()
     if not isinstance(data, dict):
         errors.add("body", "must be a JSON object")
-        return [], errors
+        return [], 0, errors
     items = data.get("batch")
     shared_context = data.get("context")
     if items is None:
         errors.add("batch", "is required")
     elif not isinstance(items, list):
-        errors.add("batch", "must be an array of identify and track calls")
+        errors.add("batch", "must be an array of Segment calls")
     elif len(items) > MAX_BATCH_ITEMS:
         errors.add(
             "batch", f"has {len(items)} items; at most {MAX_BATCH_ITEMS} are allowed per request"
@@ -116,16 +124,23 @@ def validate_batch(data: object, received_at: datetime) -> tuple[list[Call], lis
         errors.add("context", "must be an object")
         shared_context = None
     if errors:
-        return [], errors
+        return [], 0, errors
     calls: list[Call] = []
+    ignored = 0
     for index, item in enumerate(items):
-        call = _validate_item(item, errors.under(f"batch.{index}."), shared_context, received_at)
-        if call is not None:
-            calls.append(call)
-    return ([] if errors else calls), errors
+        item_errors = errors.under(f"batch.{index}.")
+        kind = _item_type(item, item_errors)
+        if kind in IGNORED_TYPES:
+            ignored += 1
+        elif kind is not None:
+            call = _validate_item(item, kind, item_errors, shared_context, received_at)
+            if call is not None:
+                calls.append(call)
+    return ([], 0, errors) if errors else (calls, ignored, errors)
 
 
-def _validate_item(item, errors: _Errors, shared_context: dict | None, received_at: datetime):
+def _item_type(item, errors: _Errors) -> str | None:
+    """The item's type, or None (with an error) when it is not an object of a known type."""
     if not isinstance(item, dict):
         errors.into.append({"field": errors.prefix[:-1], "reason": "must be an object"})
         return None
@@ -136,6 +151,12 @@ def _validate_item(item, errors: _Errors, shared_context: dict | None, received_
     if kind not in SUPPORTED_TYPES:
         errors.add("type", f"must be one of {', '.join(SUPPORTED_TYPES)}, not {_short(kind)}")
         return None
+    return kind
+
+
+def _validate_item(
+    item: dict, kind: str, errors: _Errors, shared_context: dict | None, received_at: datetime
+) -> Call | None:
     if shared_context and isinstance(item.get("context", {}), dict):
         item = {**item, "context": {**shared_context, **(item.get("context") or {})}}
     return _validate_call(item, kind, errors, received_at)
@@ -146,9 +167,13 @@ def _validate_call(data: dict, kind: str, errors: _Errors, received_at: datetime
     user_id = _user_id(data, errors)
     message_id = _identifier(data.get("messageId"), "messageId", errors)
     timestamp = _timestamp(data, errors, received_at)
-    if kind == "track":
-        event = _event_name(data.get("event"), errors)
-        properties = _json_object(data.get("properties"), "properties", errors)
+    if kind == "track" or kind in VIEW_EVENTS:  # a page or screen is stored as an event
+        if kind == "track":
+            event = _event_name(data.get("event"), errors)
+            properties = _json_object(data.get("properties"), "properties", errors)
+        else:
+            event = VIEW_EVENTS[kind]
+            properties = _view_properties(data, errors)
         if len(errors.into) > before:
             return None
         return TrackCall(
@@ -218,6 +243,29 @@ def _event_name(value, errors: _Errors) -> str | None:
         errors.add("event", reason)
         return None
     return value
+
+
+_VIEW_FIELDS = ("name", "category")
+
+
+def _view_properties(data: dict, errors: _Errors) -> dict | None:
+    """page/screen: the properties, with the call's top-level ``name`` and ``category`` (as
+    the Segment spec places them) merged in; a property of the same name wins."""
+    properties = _json_object(data.get("properties"), "properties", errors)
+    named = {}
+    for field in _VIEW_FIELDS:
+        value = data.get(field)
+        if value is None:
+            continue
+        if type(value) is not str:
+            errors.add(field, f"must be a string, not {_json_type(value)}")
+            continue
+        reason = _string_problem(value, MAX_STRING_LENGTH)
+        if reason:
+            errors.add(field, reason)
+            continue
+        named[field] = value
+    return None if properties is None else {**named, **properties}
 
 
 # --- Time ---------------------------------------------------------------------------------------

@@ -8,6 +8,8 @@ urlpatterns = [
     # Ingestion: the Segment tracking spec.
     path("identify", ingest.identify, name="api-identify"),
     path("track", ingest.track, name="api-track"),
+    path("page", ingest.page, name="api-page"),
+    path("screen", ingest.screen, name="api-screen"),
     path("batch", ingest.batch, name="api-batch"),
     # Read API.
     path("customers", read.customer_list, name="api-customer-list"),

@@ -22,10 +22,8 @@ NUMERIC_TEXT = r"^\s*-?[0-9]{1,30}(\.[0-9]{1,30})?\s*$"
 SQL_OPERATORS = {"eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
 
-class JSONNumber(Func):
-    """The number at ``path`` inside a JSON column, or NULL when it is not a number."""
-
-    output_field = FloatField()
+class _JSONPathFunc(Func):
+    """A value read at ``path`` inside a JSON column, written per backend (PostgreSQL, SQLite)."""
 
     def __init__(self, field: str, path: tuple[str, ...]):
         super().__init__(F(field))
@@ -33,6 +31,12 @@ class JSONNumber(Func):
 
     def as_sql(self, compiler, connection, **extra):
         raise NotSupportedError(f"Segments do not support the {connection.vendor} backend.")
+
+
+class JSONNumber(_JSONPathFunc):
+    """The number at ``path`` inside a JSON column, or NULL when it is not a number."""
+
+    output_field = FloatField()
 
     def as_postgresql(self, compiler, connection, **extra):
         column, params = compiler.compile(self.source_expressions[0])
@@ -55,17 +59,10 @@ class JSONNumber(Func):
         return sql, (*params, path, *params, path, *params, path, *params, path, NUMERIC_TEXT, *params, path)
 
 
-class JSONPresent(Func):
+class JSONPresent(_JSONPathFunc):
     """True when ``path`` inside a JSON column holds a value other than JSON null."""
 
     output_field = BooleanField()
-
-    def __init__(self, field: str, path: tuple[str, ...]):
-        super().__init__(F(field))
-        self.path = tuple(path)
-
-    def as_sql(self, compiler, connection, **extra):
-        raise NotSupportedError(f"Segments do not support the {connection.vendor} backend.")
 
     def as_postgresql(self, compiler, connection, **extra):
         column, params = compiler.compile(self.source_expressions[0])

@@ -92,3 +92,24 @@ class MessageTransition(models.Model):
 
     def __str__(self) -> str:
         return f"{self.from_status or '∅'} → {self.to_status} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class OutboxMessage(models.Model):
+    """What the development outbox provider "sent": the embedded default on every channel.
+
+    One row per message (the provider honours the message's idempotency key through this
+    constraint), so a resend after a crash finds the first record instead of adding one.
+    """
+
+    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="outbox_record")
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    to = models.CharField(max_length=2048, help_text="Address, number, device or 'inbox'.")
+    content = models.JSONField(default=dict)
+    recorded_at = models.DateTimeField(default=timezone.now)
+    attempts = models.PositiveIntegerField(default=1, help_text="Send calls for this message; >1 after a recovered crash.")
+
+    class Meta:
+        ordering = ["-recorded_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"outbox {self.channel} → {self.to}"

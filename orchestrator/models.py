@@ -50,3 +50,14 @@ class ApiKey(models.Model):
 
     def has_scope(self, scope: str) -> bool:
         return scope in (self.scopes or [])
+
+
+# Runtime models of the journey engine, registered under this app.
+from orchestrator.engine.models import (  # noqa: E402, F401
+    Enrollment,
+    EnrollmentState,
+    EnrollmentStep,
+    ExitReason,
+    Phase,
+    StepOutcome,
+)

@@ -34,6 +34,7 @@ from django.utils import timezone
 from customers.bulk_sql import insert_ignoring_conflicts, update_by_pk, upsert_returning
 from customers.consent import apply_suppressions, identifiers_for
 from customers.enums import Channel
+from customers.hooks import StoredEvents, events_stored
 from customers.models import (
     Customer,
     Event,
@@ -135,6 +136,7 @@ def do_ingest_batch(
         _sync_contact_points(profiles)
         _lift_bounces(profiles)
         _apply_suppressions(profiles.new_or_readdressed())
+        _announce(events, source, received_at)
     # PostgreSQL counts rows inserted, which stays exact even if another request stored the
     # same messageId for another customer meanwhile; elsewhere writers are serialised.
     stored = len(fresh) if None in inserted else sum(inserted)
@@ -172,7 +174,22 @@ def _ingest_tracks(calls: Sequence[TrackCall], source: str, received_at: datetim
             if was_created
         ]
         _apply_suppressions(created)
+        if stored:
+            _announce(events, source, received_at)
     return IngestResult(received=len(calls), stored=stored, duplicates=len(calls) - stored)
+
+
+def _announce(events: list[dict], source: str, received_at: datetime) -> None:
+    """Tell the listeners (the journey engine) which events this request stored."""
+    if events:
+        events_stored(
+            StoredEvents(
+                source=source,
+                received_at=received_at,
+                customer_ids=frozenset(e["customer_id"] for e in events),
+                names=frozenset(e["name"] for e in events),
+            )
+        )
 
 
 def _in_message_order(rows: list[dict]) -> list[dict]:

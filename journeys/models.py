@@ -122,10 +122,6 @@ class JourneyVersion(models.Model):
         state = "published" if self.is_published else "draft"
         return f"{self.journey} v{self.number} ({state})"
 
-    @property
-    def is_published(self) -> bool:
-        return self.published_at is not None
-
     def save(self, *args, **kwargs):
         # Belt and braces: the services never write a published graph, and this refuses it.
         if self.pk is not None:
@@ -133,6 +129,10 @@ class JourneyVersion(models.Model):
             if stored and stored["published_at"] is not None and stored["graph"] != self.graph:
                 raise VersionImmutable(f"version {self.number} of {self.journey_id} is published and immutable")
         super().save(*args, **kwargs)
+
+    @property
+    def is_published(self) -> bool:
+        return self.published_at is not None
 
     def node(self, node_id: str) -> dict | None:
         for node in self.graph.get("nodes", []):

@@ -59,5 +59,6 @@ from orchestrator.engine.models import (  # noqa: E402, F401
     EnrollmentStep,
     ExitReason,
     Phase,
+    SchedulerLease,
     StepOutcome,
 )

@@ -175,6 +175,15 @@ Q_CLUSTER = {
 if env_bool("Q_SYNC", False):
     Q_CLUSTER["sync"] = True
 
+# --- Journey engine ---------------------------------------------------------------------
+# Called by ingestion, inside its transaction, with each request's stored events.
+CHORUS_EVENT_LISTENERS = ["orchestrator.engine.events.on_events_stored"]
+# Run the engine's event work in the ingesting process instead of a django-q2 task. Tests
+# set it so one call both ingests and advances; production leaves it off.
+CHORUS_ENGINE_INLINE = env_bool("CHORUS_ENGINE_INLINE", False)
+# Enrollments claimed per transaction by a worker.
+CHORUS_ENGINE_BATCH_SIZE = env_int("CHORUS_ENGINE_BATCH_SIZE", 200, minimum=1)
+
 # --- Auth -------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -193,6 +202,9 @@ USE_I18N = True
 USE_TZ = True
 # Shown to users who have no time zone of their own; customers' local times use theirs.
 CHORUS_DEFAULT_TIMEZONE = env_str("CHORUS_DEFAULT_TIMEZONE", "UTC")
+# Provider per channel, by name (channels_app.providers.PROVIDERS). The development
+# outbox records messages instead of sending them.
+CHORUS_PROVIDERS = {"email": "outbox", "sms": "outbox", "push": "outbox", "in_app": "outbox"}
 
 # --- Static files -----------------------------------------------------------------------
 STATIC_URL = "/static/"

@@ -83,6 +83,11 @@ class Enrollment(models.Model):
             ),
             models.Index(fields=["customer", "journey", "-entered_at"], name="enrollment_customer_idx"),
             models.Index(fields=["journey", "state"], name="enrollment_journey_state_idx"),
+            models.Index(
+                fields=["wait_message_id"],
+                condition=Q(wait_message_id__isnull=False),
+                name="enrollment_wait_message_idx",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -131,3 +136,19 @@ class EnrollmentStep(models.Model):
 
     def __str__(self) -> str:
         return f"{self.node_id} {self.outcome} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class SchedulerLease(models.Model):
+    """Who runs the engine's poller now: one holder at a time, renewed while it runs.
+
+    The django-q2 schedule starts a poller every minute as a safety net; the lease keeps
+    that to one poller, which re-enqueues itself so due steps never wait for the next
+    schedule slot.
+    """
+
+    name = models.CharField(max_length=64, primary_key=True)
+    holder = models.CharField(max_length=64)
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} held by {self.holder} until {self.expires_at:%H:%M:%S}"

@@ -1,0 +1,58 @@
+"""The provider interface: one small class per provider, with one ``send()``.
+
+A provider turns a Delivery (a message already written to the ledger and claimed for
+sending) into a real email, SMS, push or in-app card, and answers with its own id for
+the message, or raises ProviderError saying whether trying again could help.
+
+Timeouts: every network call a provider makes passes an explicit timeout (``timeout``
+below, in seconds; never the library default, which is often "forever"). A send that
+times out after the request left may or may not have been delivered: the caller marks
+it ``unknown`` unless the provider honours idempotency keys. The development outbox
+makes no network call, so it has no timeout to set.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+
+@dataclass(frozen=True, kw_only=True)
+class Delivery:
+    """One message to hand to a provider: where to, what, and the key it must not repeat."""
+
+    message_id: int
+    public_id: str
+    channel: str
+    category: str
+    to: str  # an email address, an E.164 number, a push endpoint or token, or "inbox"
+    content: dict
+    idempotency_key: str
+
+
+@dataclass(frozen=True)
+class SendResult:
+    provider_message_id: str
+
+
+class ProviderError(Exception):
+    """The provider refused or failed. ``permanent``: the same send would fail again."""
+
+    def __init__(self, reason: str, *, permanent: bool):
+        super().__init__(reason)
+        self.reason = reason
+        self.permanent = permanent
+
+
+class Provider(ABC):
+    name: ClassVar[str]
+    # True only when sending the same idempotency key twice can never deliver twice:
+    # then a send interrupted by a crash may simply be sent again.
+    honours_idempotency_key: ClassVar[bool] = False
+    # Seconds allowed for each network call a provider makes (see the module docstring).
+    timeout: ClassVar[float] = 10.0
+
+    @abstractmethod
+    def send(self, delivery: Delivery) -> SendResult:
+        """Send once; raise ProviderError on a refusal or failure the provider reported."""

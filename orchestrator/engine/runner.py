@@ -1,0 +1,206 @@
+"""Claiming due enrollments in batches and advancing each one as far as it can go.
+
+A batch is one transaction: ``SELECT … FOR UPDATE SKIP LOCKED`` ordered by ``due_at``
+claims up to N enrollments that no other worker holds, each is advanced node by node
+until it sleeps (a delay or wait) or exits, and the step log, the enrollments and any
+messages are written before the commit. A worker killed mid-batch rolls all of it back;
+the next claim replays the same steps with the same step numbers, so a send's
+idempotency key (``enrollment:<id>:step:<n>``) finds the message a committed run wrote
+and never writes a second. Providers are called only after commit (see dispatch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from customers.models import Customer, Segment
+from journeys.graph import next_node_id, nodes_by_id
+from journeys.models import Journey, JourneyStatus, JourneyVersion
+from journeys.nodes import NodeKind
+from orchestrator.engine.models import (
+    Enrollment,
+    EnrollmentState,
+    EnrollmentStep,
+    ExitReason,
+    Phase,
+    StepOutcome,
+)
+from orchestrator.engine.steps import RUNTIME, Step, Visit
+
+# A published graph has no cycle without a delay or wait, so an enrollment blocks or exits
+# within as many steps as the graph has nodes; this bound only guards against a bug.
+MAX_STEPS_PER_VISIT = 200
+
+_ENROLLMENT_FIELDS = [
+    "state", "current_node", "phase", "due_at", "waiting_for", "wait_message_id",
+    "context", "step_seq", "exited_at", "exit_reason", "updated_at",
+]
+
+
+@dataclass
+class RunStats:
+    enrollments: int = 0
+    steps: int = 0
+    messages: int = 0
+    batches: int = 0
+
+    def add(self, other: RunStats) -> None:
+        self.enrollments += other.enrollments
+        self.steps += other.steps
+        self.messages += other.messages
+        self.batches += other.batches
+
+
+def run_due(*, now: datetime | None = None, batch_size: int | None = None, max_batches: int | None = None) -> RunStats:
+    """Advance everything due at ``now`` (default: the current time), batch after batch."""
+    size = batch_size or settings.CHORUS_ENGINE_BATCH_SIZE
+    total = RunStats()
+    while max_batches is None or total.batches < max_batches:
+        stats = run_batch(now=now or timezone.now(), batch_size=size)
+        total.add(stats)
+        if stats.enrollments < size:
+            break
+    return total
+
+
+def advance(enrollment_ids: Iterable[int], *, now: datetime | None = None, live_only: bool = True) -> RunStats:
+    """Advance these enrollments now if they are due (event wake-ups, new entries)."""
+    ids = list(enrollment_ids)
+    if not ids:
+        return RunStats()
+    return run_batch(now=now or timezone.now(), batch_size=len(ids), ids=ids, live_only=live_only)
+
+
+def run_batch(*, now: datetime, batch_size: int, ids: list[int] | None = None, live_only: bool = True) -> RunStats:
+    with transaction.atomic():
+        enrollments = list(_claim(now, batch_size, ids, live_only))
+        if not enrollments:
+            return RunStats()
+        batch = _Batch(enrollments, now)
+        for enrollment in enrollments:
+            batch.advance(enrollment)
+        batch.write()
+        return RunStats(enrollments=len(enrollments), steps=batch.steps_taken, messages=batch.messages, batches=1)
+
+
+def _claim(now: datetime, limit: int, ids: list[int] | None, live_only: bool) -> QuerySet[Enrollment]:
+    qs = Enrollment.objects.filter(due_at__lte=now)
+    if ids is not None:
+        qs = qs.filter(pk__in=ids)
+    if live_only:
+        # A paused journey holds its people where they are: they are not claimed.
+        qs = qs.filter(journey__status=JourneyStatus.LIVE)
+    return qs.order_by("due_at", "id").select_for_update(skip_locked=True, of=("self",))[:limit]
+
+
+class _Batch:
+    """The enrollments of one claim, with what they read loaded once."""
+
+    def __init__(self, enrollments: list[Enrollment], now: datetime):
+        self.now = now
+        self.steps: list[EnrollmentStep] = []
+        self.steps_taken = 0
+        self.messages = 0
+        self.versions = JourneyVersion.objects.in_bulk({e.version_id for e in enrollments})
+        self.journeys = Journey.objects.in_bulk({e.journey_id for e in enrollments})
+        self.customers = Customer.objects.in_bulk({e.customer_id for e in enrollments})
+        self.graphs = {pk: nodes_by_id(v.graph) for pk, v in self.versions.items()}
+        self.segments = Segment.objects.in_bulk(_segment_ids(self.versions.values()))
+        self.enrollments = enrollments
+
+    def advance(self, enrollment: Enrollment) -> None:
+        version = self.versions[enrollment.version_id]
+        nodes = self.graphs[version.pk]
+        for _ in range(MAX_STEPS_PER_VISIT):
+            node = nodes.get(enrollment.current_node)
+            if node is None:
+                self._exit(enrollment, None, ExitReason.ERROR, f"node {enrollment.current_node!r} is not in version {version.number}")
+                return
+            step = self._run(enrollment, node)
+            if not self._follow(enrollment, node, step, version):
+                return
+        enrollment.due_at = self.now  # pragma: no cover - see MAX_STEPS_PER_VISIT
+
+    def _run(self, enrollment: Enrollment, node: dict) -> Step:
+        arrive, resume = RUNTIME[NodeKind(node["kind"])]
+        visit = Visit(
+            enrollment=enrollment, node=node, customer=self.customers[enrollment.customer_id],
+            journey=self.journeys[enrollment.journey_id], now=self.now, segments=self.segments,
+        )
+        step = arrive(visit) if enrollment.phase == Phase.ARRIVE else resume(visit)
+        self.steps_taken += 1
+        if step.log:
+            self._log(enrollment, node, step)
+        if step.outcome == StepOutcome.SENT:
+            self.messages += 1
+        return step
+
+    def _follow(self, enrollment: Enrollment, node: dict, step: Step, version: JourneyVersion) -> bool:
+        """Apply a step's result; True when the enrollment moves on to another node."""
+        if step.exit_reason:
+            self._finish(enrollment, step.exit_reason)
+            return False
+        if step.sleep_until is not None:
+            enrollment.phase = Phase.RESUME
+            enrollment.due_at = step.sleep_until
+            enrollment.state = EnrollmentState.WAITING if step.waiting else EnrollmentState.ACTIVE
+            return False
+        target = next_node_id(version.graph, node["id"], step.port or "out")
+        if target is None:
+            self._exit(enrollment, node, ExitReason.COMPLETED, f"end of path after {step.port or 'out'}")
+            return False
+        enrollment.current_node, enrollment.phase = target, Phase.ARRIVE
+        enrollment.state, enrollment.due_at = EnrollmentState.ACTIVE, self.now
+        return True
+
+    def _log(self, enrollment: Enrollment, node: dict | None, step: Step) -> None:
+        enrollment.step_seq += 1
+        self.steps.append(
+            EnrollmentStep(
+                enrollment_id=enrollment.pk, journey_id=enrollment.journey_id, version_id=enrollment.version_id,
+                node_id=node["id"] if node else enrollment.current_node, kind=node["kind"] if node else "",
+                outcome=step.outcome, port=step.port or "", detail=step.detail[:500],
+                message_id=step.message_id, at=self.now,
+            )
+        )
+
+    def _exit(self, enrollment: Enrollment, node: dict | None, reason: str, detail: str) -> None:
+        self._log(enrollment, node, Step(StepOutcome.EXITED, detail=detail))
+        self._finish(enrollment, reason)
+
+    def _finish(self, enrollment: Enrollment, reason: str) -> None:
+        finish(enrollment, reason, self.now)
+
+    def write(self) -> None:
+        EnrollmentStep.objects.bulk_create(self.steps)
+        for enrollment in self.enrollments:
+            enrollment.updated_at = self.now
+        Enrollment.objects.bulk_update(self.enrollments, _ENROLLMENT_FIELDS)
+
+
+def finish(enrollment: Enrollment, reason: str, now: datetime) -> None:
+    """Mark an enrollment exited (in memory; the caller saves it)."""
+    enrollment.state = EnrollmentState.EXITED
+    enrollment.exit_reason = reason
+    enrollment.exited_at = now
+    enrollment.due_at = None
+    enrollment.waiting_for, enrollment.wait_message_id = "", None
+
+
+def _segment_ids(versions: Iterable[JourneyVersion]) -> set[int]:
+    ids: set[int] = set()
+    for version in versions:
+        for node in version.graph.get("nodes", []):
+            if node.get("kind") == NodeKind.SPLIT:
+                for branch in (node.get("config") or {}).get("branches", []):
+                    condition = branch.get("condition") or {}
+                    if isinstance(condition.get("segment_id"), int):
+                        ids.add(condition["segment_id"])
+    return ids

@@ -1,0 +1,242 @@
+"""What each node kind does when an enrollment arrives at it or resumes it.
+
+One runtime registry, keyed by journeys.nodes.NodeKind (a test keeps it in step with the
+authoring registry). A handler returns a Step: where to go next (a port), or that the
+enrollment sleeps until a time, or that it exits. Handlers never commit: the runner
+calls them inside the claiming transaction and writes the step log and the enrollment
+afterwards, so a crash anywhere rolls the whole step back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from channels_app.templating import TemplateError, render_content, template_context
+from customers.models import Customer, Segment
+from customers.segments import is_member
+from journeys.models import Journey
+from journeys.nodes import NodeKind
+from orchestrator.dispatch import SendRequest, dispatch
+from orchestrator.engine import timing
+from orchestrator.engine.models import Enrollment, ExitReason, StepOutcome
+
+
+@dataclass
+class Step:
+    outcome: str
+    port: str | None = None
+    detail: str = ""
+    message_id: int | None = None
+    sleep_until: datetime | None = None
+    waiting: bool = False  # asleep at a wait node (an event can wake it)
+    exit_reason: str = ""
+    log: bool = True
+
+
+@dataclass
+class Visit:
+    """What a handler may read: the enrollment, its node, the customer, the journey, now."""
+
+    enrollment: Enrollment
+    node: dict
+    customer: Customer
+    journey: Journey
+    now: datetime
+    # Segments named by split conditions, loaded once per batch.
+    segments: dict[int, Segment] = field(default_factory=dict)
+
+    @property
+    def config(self) -> dict:
+        return self.node.get("config") or {}
+
+    @property
+    def seq(self) -> int:
+        """The number of the step being taken: part of a send's idempotency key."""
+        return self.enrollment.step_seq + 1
+
+
+Handler = Callable[[Visit], Step]
+
+
+# --- entry, exit, update profile ---------------------------------------------------------
+
+
+def arrive_entry(visit: Visit) -> Step:
+    detail = "control group: sent nothing" if visit.enrollment.holdout else ""
+    return Step(StepOutcome.ENTERED, port="out", detail=detail)
+
+
+def arrive_exit(visit: Visit) -> Step:
+    return Step(StepOutcome.EXITED, detail="exit node", exit_reason=ExitReason.COMPLETED)
+
+
+def arrive_update_profile(visit: Visit) -> Step:
+    trait, value = visit.config["trait"], visit.config.get("value")
+    # Locked, then written whole: an identify merging traits concurrently holds the same
+    # row lock, so neither change is lost.
+    customer = Customer.objects.select_for_update().only("id", "traits").get(pk=visit.customer.pk)
+    traits = dict(customer.traits or {})
+    traits[trait] = value
+    Customer.objects.filter(pk=customer.pk).update(traits=traits)
+    visit.customer.traits = traits
+    return Step(StepOutcome.UPDATED, port="out", detail=f"set {trait} = {value!r}"[:500])
+
+
+# --- delay -------------------------------------------------------------------------------
+
+
+def arrive_delay(visit: Visit) -> Step:
+    until, note = timing.delay_until(
+        visit.config, visit.now, customer_tz=visit.customer.timezone, traits=visit.customer.traits or {}
+    )
+    if until <= visit.now:
+        return Step(StepOutcome.DELAYED, port="out", detail=note or "no delay")
+    return Step(StepOutcome.DELAYED, detail=note, sleep_until=until)
+
+
+def resume_delay(visit: Visit) -> Step:
+    return Step(StepOutcome.DELAYED, port="out", log=False)
+
+
+# --- send --------------------------------------------------------------------------------
+
+
+def arrive_send(visit: Visit) -> Step:
+    channel = visit.config["channel"]
+    if visit.enrollment.holdout:
+        return Step(StepOutcome.HELD_OUT, port="out", detail=f"{channel}: control group")
+    try:
+        content = render_content(channel, visit.config["content"].get(channel, {}), _template_context(visit))
+    except TemplateError as error:
+        return Step(StepOutcome.FAILED, port="out", detail=f"{channel}: {error.reason}"[:500])
+    result = dispatch(_send_request(visit, channel, content))
+    if result.outcome == "suppressed":
+        return Step(StepOutcome.SUPPRESSED, port="out", detail=f"{channel}: {result.reason}"[:500], message_id=result.message_id)
+    _remember_touch(visit, channel, result.message_id)
+    return Step(StepOutcome.SENT, port="out", detail=channel, message_id=result.message_id)
+
+
+def _template_context(visit: Visit) -> dict:
+    ctx = visit.enrollment.context or {}
+    return template_context(
+        visit.customer,
+        event=ctx.get("event"),
+        journey={"id": visit.journey.pk, "name": visit.journey.name},
+        trigger=ctx.get("trigger"),
+    )
+
+
+def _send_request(visit: Visit, channel: str, content: dict) -> SendRequest:
+    enrollment = visit.enrollment
+    return SendRequest(
+        customer_id=visit.customer.pk,
+        channel=channel,
+        category=visit.journey.category,
+        content=content,
+        idempotency_key=f"enrollment:{enrollment.pk}:step:{visit.seq}",
+        journey_id=visit.journey.pk,
+        journey_version_id=enrollment.version_id,
+        node_id=visit.node["id"],
+        enrollment_id=enrollment.pk,
+        template_name=f"{visit.journey.name} · {visit.node.get('label') or visit.node['id']}"[:200],
+        at=visit.now,
+    )
+
+
+def _remember_touch(visit: Visit, channel: str, message_id: int | None) -> None:
+    ctx = visit.enrollment.context
+    ctx["last_message_id"] = message_id
+    ctx.setdefault("touches", []).append({"message_id": message_id, "channel": channel, "at": visit.now.isoformat()})
+
+
+# --- wait for event ----------------------------------------------------------------------
+
+
+def arrive_wait(visit: Visit) -> Step:
+    config, enrollment = visit.config, visit.enrollment
+    until = timing.timeout_at(config["timeout"], visit.now, customer_tz=visit.customer.timezone)
+    enrollment.context["wait"] = {"node": visit.node["id"], "since": visit.now.isoformat()}
+    if config.get("mode") == "engagement":
+        enrollment.wait_message_id = enrollment.context.get("last_message_id")
+        what = f"{config['engagement']} of the previous message"
+    else:
+        enrollment.waiting_for = config["event"]
+        what = config["event"]
+    return Step(StepOutcome.WAITING, detail=f"for {what} until {until:%Y-%m-%d %H:%M} UTC", sleep_until=until, waiting=True)
+
+
+def resume_wait(visit: Visit) -> Step:
+    enrollment = visit.enrollment
+    wait = enrollment.context.pop("wait", {}) or {}
+    happened = wait.get("outcome") == "happened" or _engaged(visit)
+    enrollment.waiting_for, enrollment.wait_message_id = "", None
+    if happened:
+        return Step(StepOutcome.HAPPENED, port="happened", detail=wait.get("detail", ""))
+    return Step(StepOutcome.TIMED_OUT, port="timed_out")
+
+
+def _engaged(visit: Visit) -> bool:
+    """An engagement wait also looks at the message itself when the timer fires, in case
+    the receipt was recorded without waking the enrollment."""
+    from channels_app.models import Message
+
+    message_id = visit.enrollment.wait_message_id
+    if visit.config.get("mode") != "engagement" or message_id is None:
+        return False
+    column = "clicked_at" if visit.config["engagement"] == "clicked" else "opened_at"
+    return Message.objects.filter(pk=message_id, **{f"{column}__isnull": False}).exists()
+
+
+# --- splits ------------------------------------------------------------------------------
+
+
+def arrive_split(visit: Visit) -> Step:
+    for branch in visit.config["branches"]:
+        if _holds(branch["condition"], visit):
+            return Step(StepOutcome.BRANCH, port=branch["port"], detail=branch.get("label") or branch["port"])
+    return Step(StepOutcome.BRANCH, port="else", detail="else")
+
+
+def _holds(condition: dict, visit: Visit) -> bool:
+    if "segment_id" in condition:
+        segment = visit.segments.get(condition["segment_id"])
+        return segment is not None and is_member(segment.definition, visit.customer)
+    return is_member(condition, visit.customer)
+
+
+def bucket(*parts: object, buckets: int = 10_000) -> int:
+    """A stable number in [0, buckets) for these parts: the same customer always lands in
+    the same branch and the same holdout group."""
+    digest = hashlib.md5(":".join(str(p) for p in parts).encode(), usedforsecurity=False).hexdigest()
+    return int(digest[:8], 16) % buckets
+
+
+def arrive_random_split(visit: Visit) -> Step:
+    branches = visit.config["branches"]
+    total = sum(int(b["weight"]) for b in branches)
+    point = bucket(visit.journey.pk, visit.node["id"], visit.customer.pk, buckets=total)
+    for branch in branches:
+        point -= int(branch["weight"])
+        if point < 0:
+            return Step(StepOutcome.BRANCH, port=branch["port"], detail=f"{branch['port']} ({branch['weight']}/{total})")
+    raise AssertionError("weights exhausted")  # pragma: no cover
+
+
+def _continue(visit: Visit) -> Step:
+    return Step(StepOutcome.ENTERED, port="out", log=False)
+
+
+# kind → (arrive, resume). Only delay and wait ever resume.
+RUNTIME: dict[NodeKind, tuple[Handler, Handler]] = {
+    NodeKind.ENTRY: (arrive_entry, _continue),
+    NodeKind.DELAY: (arrive_delay, resume_delay),
+    NodeKind.SEND: (arrive_send, _continue),
+    NodeKind.WAIT_FOR_EVENT: (arrive_wait, resume_wait),
+    NodeKind.SPLIT: (arrive_split, _continue),
+    NodeKind.RANDOM_SPLIT: (arrive_random_split, _continue),
+    NodeKind.UPDATE_PROFILE: (arrive_update_profile, _continue),
+    NodeKind.EXIT: (arrive_exit, arrive_exit),
+}

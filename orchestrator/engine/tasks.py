@@ -1,0 +1,100 @@
+"""The engine's django-q2 tasks: thin, taking ids, idempotent (CONVENTIONS 7).
+
+- ``tick``: the poller. Started every minute by a schedule as a safety net; a lease keeps
+  it to one poller, which runs due steps as they fall due (sub-second, not per cron
+  minute), sweeps stranded messages, and re-enqueues itself before it ends so there is
+  no gap between pollers. When a batch comes back full it asks idle workers to help.
+- ``drain``: runs due steps until none are left (a helper for backlogs).
+- ``process_events``: what ingestion enqueues for events journeys listen for.
+- ``enrol_segment_task`` / ``enrol_segments``: segment entry at launch and every minute.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils import timezone
+
+from channels_app.delivery import recover_stranded
+from journeys.models import Journey, JourneyStatus
+from orchestrator.engine import lease
+from orchestrator.engine.entry import enrol_segment
+from orchestrator.engine.events import handle_events
+from orchestrator.engine.runner import run_due
+
+log = logging.getLogger(__name__)
+
+TICK_SECONDS = 50
+POLL_SECONDS = 0.5
+SWEEP_EVERY_SECONDS = 15
+LEASE_TTL = timedelta(seconds=TICK_SECONDS + 30)
+
+
+def tick(holder: str | None = None) -> str:
+    holder = holder or uuid.uuid4().hex
+    if not lease.acquire("engine-tick", holder, now=timezone.now(), ttl=LEASE_TTL):
+        return "another poller holds the lease"
+    deadline = time.monotonic() + TICK_SECONDS
+    last_sweep = 0.0
+    steps = 0
+    while time.monotonic() < deadline:
+        stats = run_due(max_batches=20)
+        steps += stats.steps
+        if stats.enrollments >= settings.CHORUS_ENGINE_BATCH_SIZE:
+            _ask_for_help()
+        if time.monotonic() - last_sweep > SWEEP_EVERY_SECONDS:
+            recover_stranded()
+            lease.acquire("engine-tick", holder, now=timezone.now(), ttl=LEASE_TTL)
+            last_sweep = time.monotonic()
+        if stats.enrollments == 0:
+            time.sleep(POLL_SECONDS)
+    _enqueue("orchestrator.engine.tasks.tick", holder)
+    return f"{steps} steps"
+
+
+def _ask_for_help() -> None:
+    """A drain per idle worker, each under its own lease so helpers never pile up."""
+    workers = settings.Q_CLUSTER.get("workers", 1)
+    for slot in range(max(workers - 1, 0)):
+        if lease.acquire(f"engine-drain-{slot}", "enqueued", now=timezone.now(), ttl=timedelta(seconds=30)):
+            _enqueue("orchestrator.engine.tasks.drain", slot)
+
+
+def drain(slot: int | None = None) -> str:
+    try:
+        stats = run_due()
+    finally:
+        if slot is not None:
+            lease.release(f"engine-drain-{slot}", "enqueued")
+    return f"{stats.steps} steps"
+
+
+def process_events(event_ids: list[int]) -> str:
+    stats = handle_events(event_ids)
+    return f"{len(event_ids)} events, {stats.steps} steps"
+
+
+def enrol_segment_task(journey_id: int) -> str:
+    journey = Journey.objects.select_related("live_version").filter(pk=journey_id).first()
+    if journey is None:
+        return "journey is gone"
+    return f"{enrol_segment(journey, now=timezone.now())} entered"
+
+
+def enrol_segments() -> str:
+    entered = 0
+    for journey in Journey.objects.filter(status=JourneyStatus.LIVE).select_related("live_version"):
+        entered += enrol_segment(journey, now=timezone.now())
+    return f"{entered} entered"
+
+
+def _enqueue(func: str, *args) -> None:
+    from django_q.tasks import async_task
+
+    close_old_connections()
+    async_task(func, *args, task_name=f"{func.rsplit('.', 1)[-1]}-{uuid.uuid4().hex[:8]}")

@@ -7,7 +7,7 @@ import uuid
 from django.contrib import admin
 from django.db.models import Q
 
-from channels_app.models import Message, MessageTransition
+from channels_app.models import Message, MessageTransition, OutboxMessage
 from customers.admin import customer_link
 from orchestrator.admin import ReadOnlyModelAdmin, ReadOnlyTabularInline, pretty_json
 
@@ -89,3 +89,20 @@ class MessageTransitionAdmin(LedgerReadOnly):
     list_select_related = ["message"]
     show_full_result_count = False
     readonly_fields = ["message", "from_status", "to_status", "at", "detail"]
+
+
+@admin.register(OutboxMessage)
+class OutboxMessageAdmin(LedgerReadOnly):
+    """What the development outbox recorded instead of sending (also readable at /outbox/)."""
+
+    list_display = ["recorded_at", "channel", "to", "message", "attempts"]
+    list_filter = ["channel", "recorded_at"]
+    search_fields = ["=to", "=message__idempotency_key"]
+    list_select_related = ["message"]
+    show_full_result_count = False
+    readonly_fields = ["message", "channel", "to", "content_json", "recorded_at", "attempts"]
+    fields = readonly_fields
+
+    @admin.display(description="Content")
+    def content_json(self, obj: OutboxMessage) -> str:
+        return pretty_json(obj.content)

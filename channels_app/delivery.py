@@ -154,8 +154,9 @@ def recover_stranded(
 ) -> dict[str, int]:
     """Deliver queued messages whose after-commit delivery was lost; settle stale sends.
 
-    Time in a status is measured from ``updated_at``, which every transition sets.
-    Returns how many messages were delivered, resent, and marked unknown.
+    Time in a status is measured from ``updated_at``, which every transition sets. Call it
+    outside any transaction (a periodic task): each batch is claimed and committed before
+    its provider calls. Returns how many messages were delivered, resent, marked unknown.
     """
     now = now or timezone.now()
     counts = {"delivered": 0, "resent": 0, "unknown": 0}

@@ -29,6 +29,7 @@ from customers.models import (
 )
 from customers.segments import do_save_segment
 from orchestrator.demo import generate_population
+from orchestrator.demo_journeys import seed_journeys
 from orchestrator.demo_writer import SeedSummary, seed_population
 
 
@@ -136,7 +137,10 @@ class Command(BaseCommand):
             population = generate_population(options["customers"], options["seed"])
             summary = seed_population(population, seed=options["seed"], now=now, days=options["days"])
             seed_segments()
+            journeys = seed_journeys()
         self.report(summary, now, time.monotonic() - started)
+        if journeys:
+            self.stdout.write(f"  journeys:    {', '.join(journeys)}")
 
     def report(self, summary: SeedSummary, now: datetime, seconds: float) -> None:
         out = self.stdout

@@ -157,10 +157,16 @@ class _ChorusEnvironment(Environment):
 # StrictDefaultUndefined: a missing variable fails the render, except under the default
 # filter, so `{{ customer.first_name | default: "there" }}` works for customers without one.
 _ENV = _ChorusEnvironment(undefined=StrictDefaultUndefined)
+# HTML fields escape what expressions output: a trait such as first_name arrives from
+# sign-up forms and APIs, and must never become markup (a link, a form) in an email. The
+# marketer's own template text is not escaped; `| safe` opts a trusted value out.
+_HTML_ENV = _ChorusEnvironment(undefined=StrictDefaultUndefined, autoescape=True)
+HTML_FIELDS = frozenset({"email.html"})
 # A journey's content is self-contained: there are no partials to include, so these
 # tags are refused when parsing (and so at publishing) rather than failing every send.
-for _tag in ("include", "render"):
-    del _ENV.tags[_tag]
+for _env in (_ENV, _HTML_ENV):
+    for _tag in ("include", "render"):
+        del _env.tags[_tag]
 
 
 # --- Reasons -----------------------------------------------------------------------------
@@ -207,10 +213,13 @@ def parse_error(source: str) -> str | None:
     return f"unknown filter '{unknown[0]}'" if unknown else None
 
 
-def render(source: str, context: dict[str, Any], *, field: str = "") -> str:
-    """Render `source` strictly and within the limits; TemplateError says why not."""
+def render(source: str, context: dict[str, Any], *, field: str = "", html: bool = False) -> str:
+    """Render `source` strictly and within the limits; TemplateError says why not.
+
+    ``html`` escapes expression output (see HTML_FIELDS)."""
+    env = _HTML_ENV if html else _ENV
     try:
-        return _ENV.from_string(source).render(context)
+        return str(env.from_string(source).render(context))
     except LiquidError as err:
         raise TemplateError(_prefixed(field, _describe(err))) from err
     except Exception as err:  # noqa: BLE001
@@ -227,7 +236,8 @@ def render_content(channel: str, content: dict[str, Any], context: dict[str, Any
     rendered = {}
     for name in required + optional:
         if content.get(name) is not None:
-            rendered[name] = render(str(content[name]), context, field=f"{channel}.{name}")
+            field = f"{channel}.{name}"
+            rendered[name] = render(str(content[name]), context, field=field, html=field in HTML_FIELDS)
     return rendered
 
 

@@ -236,3 +236,22 @@ def test_render_content_for_an_unknown_channel_fails():
     with pytest.raises(TemplateError) as caught:
         render_content("fax", {"body": "Hi"}, context_for())
     assert caught.value.reason == "unknown channel 'fax'"
+
+
+def test_email_html_escapes_traits_but_keeps_the_marketers_markup():
+    customer = Customer(external_id="c-1", traits={"first_name": '<a href="https://evil.example">Claim</a>'})
+    context = template_context(customer)
+    rendered = render_content(
+        "email", {"subject": "Hi {{ customer.first_name }}", "html": "<p>Hi {{ customer.first_name }}</p>"}, context
+    )
+    assert rendered["html"] == '<p>Hi &lt;a href=&#34;https://evil.example&#34;&gt;Claim&lt;/a&gt;</p>'
+    # A subject line is plain text: escaping it would show entities in the inbox.
+    assert rendered["subject"] == 'Hi <a href="https://evil.example">Claim</a>'
+
+
+def test_email_html_safe_filter_lets_a_trusted_value_through():
+    customer = Customer(external_id="c-1", traits={"banner": "<b>Sale</b>"})
+    rendered = render_content(
+        "email", {"subject": "s", "html": "{{ customer.banner | safe }}"}, template_context(customer)
+    )
+    assert rendered["html"] == "<b>Sale</b>"

@@ -31,7 +31,7 @@ class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):
                 "An API key, sent as `Authorization: Bearer chorus_<prefix>.<secret>`. "
                 "Create one with `manage.py create_api_key NAME --scopes ingest,read`. "
                 "Scopes: `ingest` (identify, track, page, screen, batch), `read` (customers, "
-                "events, messages), `manage` (consent changes). Each key has a per-minute rate "
+                "events, messages), `manage` (consent changes, journeys: authoring, publishing, trigger, simulate). Each key has a per-minute rate "
                 "limit; over it the API answers 429 with a Retry-After header."
             ),
         }

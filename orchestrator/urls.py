@@ -18,6 +18,7 @@ urlpatterns = [
     path("outbox/", include("channels_app.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("customers.api.urls")),
+    path("api/v1/", include("orchestrator.api.journeys_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),

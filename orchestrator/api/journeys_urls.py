@@ -1,6 +1,6 @@
 from django.urls import path
 
-from orchestrator.api import journeys
+from orchestrator.api import journeys, simulate
 
 # "journeys/import" cannot be read as an id: ids are matched with the int converter.
 urlpatterns = [
@@ -15,4 +15,5 @@ urlpatterns = [
     path("journeys/<int:journey_id>/export", journeys.journey_export, name="api-journey-export"),
     path("journeys/<int:journey_id>/versions", journeys.journey_versions, name="api-journey-versions"),
     path("journeys/<int:journey_id>/trigger", journeys.journey_trigger, name="api-journey-trigger"),
+    path("journeys/<int:journey_id>/simulate", simulate.simulate_journey, name="api-journey-simulate"),
 ]

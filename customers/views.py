@@ -36,6 +36,7 @@ from customers.consent import do_set_consent
 from customers.enums import BLOCKING_CONSENT, Category, Channel, ConsentStatus
 from customers.models import Consent, ContactPoint, Customer
 from orchestrator import timeline
+from orchestrator.engine.models import Enrollment
 from orchestrator.roles import Capability, has_capability, require_capability
 
 
@@ -49,6 +50,7 @@ TIMELINE_PAGE_SIZE = 50
 SEARCH_FIELDS = ("external_id", "email", "phone", "traits__name", "traits__first_name", "traits__last_name")
 NO_TIMEZONE = "none"  # the time-zone filter's value for customers without one
 DETAILS_SHOWN, MAX_DETAILS = 4, 30  # event properties per timeline entry: shown, behind "more"
+PROFILE_JOURNEYS = 10  # enrollments listed on the profile, newest first; the rest are in the timeline
 
 
 def _page_or_fragment(request: HtmxHttpRequest, template: str, fragment: str | None, context: dict) -> HttpResponse:
@@ -266,9 +268,40 @@ def shown_value(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else f"{text[: limit - 1]}…"
 
 
+def profile_customers() -> QuerySet[Customer]:
+    """Customers with ``in_journeys``: whether they were ever enrolled in a journey.
+
+    Most customers never were; their profile then skips both journey queries (the
+    section below and the timeline's journey steps) at the cost of one EXISTS.
+    """
+    return Customer.objects.annotate(in_journeys=Exists(Enrollment.objects.filter(customer=OuterRef("pk"))))
+
+
+@dataclass(frozen=True)
+class JourneyRow:
+    enrollment: Enrollment
+    node_label: str  # where they are (or exited), as the journey's author named it
+
+
+def customer_journeys(customer: Customer) -> tuple[list[JourneyRow], bool]:
+    """The newest enrollments (one query), and whether there are older ones."""
+    if not getattr(customer, "in_journeys", True):
+        return [], False
+    enrollments = list(
+        customer.enrollments.select_related("journey", "version")
+        .defer("context", "touch_sequence")[: PROFILE_JOURNEYS + 1]
+    )
+    rows = []
+    for enrollment in enrollments[:PROFILE_JOURNEYS]:
+        node = enrollment.version.node(enrollment.current_node) or {}
+        rows.append(JourneyRow(enrollment, node.get("label") or enrollment.current_node))
+    return rows, len(enrollments) > PROFILE_JOURNEYS
+
+
 def profile_context(customer: Customer, zone: ZoneInfo, now: datetime) -> dict[str, Any]:
     points = list(customer.contact_points.all())
     listed = {(p.channel, p.address.lower()) for p in points}
+    journey_rows, more_journeys = customer_journeys(customer)
     return {
         "local_now": now.astimezone(zone),
         "contact_rows": [ContactRow(p, shown_address(p)) for p in points],
@@ -278,6 +311,8 @@ def profile_context(customer: Customer, zone: ZoneInfo, now: datetime) -> dict[s
         "consent_rows": consent_grid(customer),
         "categories": Category.choices,
         "trait_rows": [(key, shown_value(customer.traits[key], 200)) for key in sorted(customer.traits)],
+        "journey_rows": journey_rows,
+        "more_journeys": more_journeys,
     }
 
 
@@ -289,6 +324,7 @@ TIMELINE_FILTER_LABELS = {
     "profile": "Profile",
     "messages": "Messages",
     "consent": "Consent",
+    "journeys": "Journeys",
 }
 
 
@@ -371,9 +407,12 @@ def timeline_rows(page: timeline.Page, query: TimelineQuery, zone: ZoneInfo, now
 
 def timeline_context(customer: Customer, query: TimelineQuery, zone: ZoneInfo, now: datetime) -> dict[str, Any]:
     base = reverse("customers:profile", args=[customer.pk])
+    kinds = timeline.FILTERS[query.kind]
+    if not getattr(customer, "in_journeys", True):
+        kinds = kinds - {timeline.Kind.JOURNEY}  # never enrolled: no steps to look for
     page = timeline.read_page(
         customer,
-        timeline.FILTERS[query.kind],
+        kinds,
         channel=query.channel,
         before=query.before,
         size=TIMELINE_PAGE_SIZE,
@@ -404,7 +443,7 @@ def timeline_context(customer: Customer, query: TimelineQuery, zone: ZoneInfo, n
 def customer_profile(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     if request.method == "POST" and not has_capability(request.user, Capability.EDIT_CUSTOMERS):
         raise PermissionDenied(f"Your role does not allow {Capability.EDIT_CUSTOMERS.value}.")
-    customer = get_object_or_404(Customer, pk=pk)
+    customer = get_object_or_404(profile_customers(), pk=pk)
     if request.method == "POST":
         return change_consent(request, customer)
     try:

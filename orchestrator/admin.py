@@ -24,9 +24,11 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils.html import format_html
 
 from orchestrator.api_keys import KEY_PREFIX, do_create_api_key, do_revoke_api_key, validate_scopes
+from orchestrator.engine.models import Enrollment, EnrollmentStep, SchedulerLease
 from orchestrator.models import ApiKey, ApiScope
 from orchestrator.roles import Capability, has_capability
 
@@ -253,3 +255,102 @@ class ApiKeyAdmin(ChorusModelAdmin):
         for api_key in active:
             do_revoke_api_key(api_key)
         self.message_user(request, f"Revoked {len(active)} API key(s).", messages.SUCCESS)
+
+
+# --- Journey runtime: enrollments and their step logs --------------------------------------
+# Written only by the engine (orchestrator.engine): read-only records. The web page of an
+# enrollment (its path, in the customer's time zone) is linked from each.
+
+def _customer_link(customer) -> str:
+    # customers.admin imports this module, so its customer_link cannot be imported here.
+    url = reverse("admin:customers_customer_change", args=[customer.pk])
+    return format_html('<a href="{}">{}</a>', url, customer.external_id)
+
+
+def _path_link(enrollment_id: int, journey_id: int) -> str:
+    url = reverse("journeys:enrollment", args=[journey_id, enrollment_id])
+    return format_html('<a href="{}">Path</a>', url)
+
+
+class EnrollmentStepInline(ReadOnlyTabularInline):
+    model = EnrollmentStep
+    fields = ["at", "node_id", "kind", "outcome", "port", "detail", "message_id"]
+    readonly_fields = fields
+    show_change_link = False
+    ordering = ["at", "id"]
+
+
+@admin.register(Enrollment)
+class EnrollmentAdmin(ReadOnlyModelAdmin):
+    list_display = [
+        "id", "journey", "version_number", "customer_column", "state", "current_node", "entered_at",
+        "exit_reason", "converted_at", "conversion_value", "path",
+    ]
+    list_filter = ["journey", "state", "exit_reason", "holdout", "entered_at"]
+    search_fields = ["=customer__external_id"]
+    search_help_text = "Exact customer external id."
+    list_select_related = ["journey", "customer"]
+    show_full_result_count = False
+    inlines = [EnrollmentStepInline]
+    fieldsets = [
+        (None, {"fields": ["journey", "version_number", "customer_column", "path", "state", "current_node", "phase", "due_at", "waiting_for", "wait_message_id", "holdout"]}),
+        ("Entry and exit", {"fields": ["trigger_key", "entered_at", "exited_at", "exit_reason", "step_seq"]}),
+        ("Conversion", {"fields": ["converted_at", "conversion_value", "conversion_event_id", "touches"]}),
+        ("Context", {"fields": ["context_json"]}),
+    ]
+    readonly_fields = [
+        "journey", "version_number", "customer_column", "path", "state", "current_node", "phase", "due_at",
+        "waiting_for", "wait_message_id", "holdout", "trigger_key", "entered_at", "exited_at", "exit_reason",
+        "step_seq", "converted_at", "conversion_value", "conversion_event_id", "touches", "context_json",
+    ]
+
+    def get_queryset(self, request):
+        # The version's number, not its graph: one join, no JSON per row.
+        return super().get_queryset(request).annotate(version_number_value=models.F("version__number"))
+
+    def view_on_site(self, obj: Enrollment) -> str:
+        return reverse("journeys:enrollment", args=[obj.journey_id, obj.pk])
+
+    @admin.display(description="Version", ordering="version__number")
+    def version_number(self, obj: Enrollment) -> str:
+        return f"v{obj.version_number_value}"
+
+    @admin.display(description="Customer", ordering="customer__external_id")
+    def customer_column(self, obj: Enrollment) -> str:
+        return _customer_link(obj.customer)
+
+    @admin.display(description="Path")
+    def path(self, obj: Enrollment) -> str:
+        return _path_link(obj.pk, obj.journey_id)
+
+    @admin.display(description="Touch sequence")
+    def touches(self, obj: Enrollment) -> str:
+        return pretty_json(obj.touch_sequence)
+
+    @admin.display(description="Context")
+    def context_json(self, obj: Enrollment) -> str:
+        return pretty_json(obj.context)
+
+
+@admin.register(EnrollmentStep)
+class EnrollmentStepAdmin(ReadOnlyModelAdmin):
+    list_display = ["at", "enrollment_link", "journey_id", "node_id", "kind", "outcome", "port", "detail", "message_id"]
+    list_filter = ["outcome", "kind", "at"]
+    search_fields = ["=enrollment__customer__external_id"]
+    search_help_text = "Exact customer external id."
+    show_full_result_count = False
+    fields = ["enrollment_link", "journey_id", "version_id", "node_id", "kind", "outcome", "port", "detail", "message_id", "at"]
+    readonly_fields = fields
+
+    @admin.display(description="Enrollment", ordering="enrollment_id")
+    def enrollment_link(self, obj: EnrollmentStep) -> str:
+        url = reverse("admin:orchestrator_enrollment_change", args=[obj.enrollment_id])
+        return format_html('<a href="{}">#{}</a>', url, obj.enrollment_id)
+
+
+@admin.register(SchedulerLease)
+class SchedulerLeaseAdmin(ReadOnlyModelAdmin):
+    """Who runs the engine's poller now (see orchestrator.engine.lease)."""
+
+    list_display = ["name", "holder", "expires_at"]
+    readonly_fields = ["name", "holder", "expires_at"]

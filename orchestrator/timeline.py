@@ -1,10 +1,11 @@
-"""One customer's history across apps: events, profile updates, messages, consent changes.
+"""One customer's history across apps: events, profile updates, messages, consent changes
+and the steps their journeys took.
 
 Each source is read newest first with keyset pagination on its own indexed time column,
-then the four are merged. The order is total — (time, kind rank, id), descending — so a
+then the five are merged. The order is total — (time, kind rank, id), descending — so a
 cursor names exactly one position and "load older" never skips or repeats an entry,
-however many rows share a timestamp. Lives in orchestrator because it reads both
-customers and channels_app.
+however many rows share a timestamp. Lives in orchestrator because it reads customers,
+channels_app and the journey engine's step log.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from django.db.models import Q, QuerySet
 
 from channels_app.models import Message
 from customers.models import ConsentChange, Customer, Event, ProfileUpdate
+from orchestrator.engine.models import EnrollmentStep
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # "<microseconds since EPOCH>.<kind>.<id>": digits only, so no sign, spaces or underscores;
@@ -32,10 +34,13 @@ class Kind(StrEnum):
     PROFILE = "profile"
     MESSAGE = "message"
     CONSENT = "consent"
+    JOURNEY = "journey"  # one step of one of the customer's journey enrollments
 
 
 # Tie-break between kinds at the same instant (higher first when reading newest first).
-RANK = {Kind.EVENT: 0, Kind.PROFILE: 1, Kind.MESSAGE: 2, Kind.CONSENT: 3}
+# A journey step sits between the event that caused it and what it caused (a profile
+# update, a message), so a newest-first list reads as cause below effect.
+RANK = {Kind.EVENT: 0, Kind.JOURNEY: 1, Kind.PROFILE: 2, Kind.MESSAGE: 3, Kind.CONSENT: 4}
 # Kinds that belong to a channel; a channel filter leaves only these.
 CHANNELLED = frozenset({Kind.MESSAGE, Kind.CONSENT})
 
@@ -46,6 +51,7 @@ FILTERS: dict[str, frozenset[Kind]] = {
     "profile": frozenset({Kind.PROFILE}),
     "messages": frozenset({Kind.MESSAGE}),
     "consent": frozenset({Kind.CONSENT}),
+    "journeys": frozenset({Kind.JOURNEY}),
 }
 
 
@@ -65,12 +71,22 @@ def _consent_changes(customer: Customer) -> QuerySet:
     return ConsentChange.objects.filter(customer=customer).select_related("actor")
 
 
+def _journey_steps(customer: Customer) -> QuerySet:
+    # The journey's name comes along in the same query; the enrollment's JSON does not.
+    return (
+        EnrollmentStep.objects.filter(enrollment__customer=customer)
+        .select_related("enrollment__journey")
+        .defer("enrollment__context", "enrollment__touch_sequence")
+    )
+
+
 # kind -> (rows of one customer, the time column the timeline sorts on)
 SOURCES = {
     Kind.EVENT: (_events, "occurred_at"),
     Kind.PROFILE: (_profile_updates, "occurred_at"),
     Kind.MESSAGE: (_messages, "queued_at"),
     Kind.CONSENT: (_consent_changes, "changed_at"),
+    Kind.JOURNEY: (_journey_steps, "at"),
 }
 
 

@@ -15,6 +15,7 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(template_name="auth/login.html"), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("customers/", include("customers.urls")),
+    path("journeys/", include("journeys.urls")),
     path("outbox/", include("channels_app.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("customers.api.urls")),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import re
 
@@ -13,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from channels_app.ledger import QueueRequest, claim_for_sending, do_queue_message
-from channels_app.models import Message, MessageTransition
+from channels_app.models import Message, MessageTransition, OutboxMessage
 from customers.consent import do_set_consent
 from customers.models import (
     Consent,
@@ -28,10 +29,14 @@ from customers.models import (
 )
 from customers.profiles import do_save_customer
 from orchestrator.api_keys import KEY_PREFIX, find_key
+from orchestrator.engine.entry import enrol
+from orchestrator.engine.lease import acquire
+from orchestrator.engine.runner import run_due
 from orchestrator.models import ApiKey
 from orchestrator.roles import Role
+from tests.journey_factories import linear_graph, make_live_journey, node
 
-OUR_APPS = {"customers", "channels_app", "orchestrator"}
+OUR_APPS = {"customers", "channels_app", "journeys", "orchestrator"}
 PUSH_P256DH = "BNcRdreALRFXTkOOUHK1EtK2wtaz5Ry4YfYCA_0QTpQtUbVlUls0VJXg7A8u-Ts1XbjhazAkj7I99e8QcYP7DkM"
 PUSH_AUTH = "tBHItJI5svbpez7KI4CCXg"
 
@@ -85,6 +90,14 @@ def everything(customer, make_api_key, admin_role_user):
                      content={"subject": "Welcome"})
     ).message
     claim_for_sending(message.pk)
+    OutboxMessage.objects.create(message=message, channel="email", to=customer.email or "a@example.com", content={"subject": "Welcome"})
+    journey = make_live_journey(
+        linear_graph(node("entry", "entry", trigger="api"), node("wait", "delay", mode="duration", amount=1, unit="days")),
+        name="Admin smoke",
+    )
+    enrol(journey, customer, trigger_key="api:1", context={}, now=now)
+    run_due(now=now)
+    acquire("engine-tick", "smoke", now=now, ttl=datetime.timedelta(seconds=60))
     api_key, clear = make_api_key(("ingest",), name="website")
     return {"message": message, "api_key": api_key, "clear_key": clear}
 
@@ -120,7 +133,8 @@ def test_every_changelist_change_and_add_page_renders_for_the_admin_role(admin_c
         checked.append(model)
     assert {m.__name__ for m in checked} == {
         "Customer", "ContactPoint", "Consent", "ConsentChange", "Event", "ProfileUpdate",
-        "SuppressedIdentifier", "Segment", "Message", "MessageTransition", "ApiKey",
+        "SuppressedIdentifier", "Segment", "Message", "MessageTransition", "ApiKey", "OutboxMessage",
+        "Journey", "JourneyVersion", "Enrollment", "EnrollmentStep", "SchedulerLease",
     }
     assert admin_client.get(reverse("admin:index")).status_code == 200
 

@@ -15,7 +15,6 @@ from customers.models import ConsentChange, Customer, Event
 from orchestrator.roles import Role
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
-JOURNEYS_TOOLTIP = "Journeys arrive with the journey engine"
 
 pytestmark = pytest.mark.django_db
 
@@ -142,13 +141,12 @@ def test_navigation_shows_what_the_role_may_open(client, make_user, role, expect
 
 
 @pytest.mark.parametrize("role", list(Role))
-def test_journeys_is_a_disabled_entry_with_a_tooltip_not_a_link(client, make_user, role):
+def test_journeys_points_at_the_journeys_list_for_every_role(client, make_user, role):
     client.force_login(make_user(role))
     journeys = nav_of(client.get(reverse("customers:list")))["Journeys"]
-    assert journeys["tag"] == "span"
-    assert journeys["href"] is None
-    assert journeys["disabled"] is True
-    assert journeys["title"] == JOURNEYS_TOOLTIP
+    assert journeys["tag"] == "a"
+    assert journeys["href"] == reverse("journeys:list")
+    assert journeys["disabled"] is False
 
 
 def test_dashboards_points_at_the_overview_and_admin_at_the_admin_site(client, make_user):

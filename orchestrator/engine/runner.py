@@ -34,9 +34,13 @@ from orchestrator.engine.models import (
 )
 from orchestrator.engine.steps import RUNTIME, Step, Visit
 
-# A published graph has no cycle without a delay or wait, so an enrollment blocks or exits
-# within as many steps as the graph has nodes; this bound only guards against a bug.
+# A published graph has no cycle without a delay or wait, but a date-trait delay whose date
+# is past takes no time: a visit that arrives at a node twice is stopped (see advance), so an
+# enrollment blocks or exits within as many steps as the graph has nodes. This bound only
+# guards against a bug.
 MAX_STEPS_PER_VISIT = 200
+
+_SPINNING = "a loop with no delay or wait that takes time"
 
 _ENROLLMENT_FIELDS = [
     "state", "current_node", "phase", "due_at", "waiting_for", "wait_message_id",
@@ -118,11 +122,19 @@ class _Batch:
     def advance(self, enrollment: Enrollment) -> None:
         version = self.versions[enrollment.version_id]
         nodes = self.graphs[version.pk]
+        arrived: set[str] = set()
         for _ in range(MAX_STEPS_PER_VISIT):
             node = nodes.get(enrollment.current_node)
             if node is None:
                 self._exit(enrollment, None, ExitReason.ERROR, f"node {enrollment.current_node!r} is not in version {version.number}")
                 return
+            if enrollment.phase == Phase.ARRIVE and node["id"] in arrived:
+                # A loop went round without sleeping (a date-trait delay whose date is past
+                # continues at once): going on would repeat its sends without end.
+                self._exit(enrollment, node, ExitReason.ERROR, f"back at {node['id']} with no time passed: {_SPINNING}")
+                return
+            if enrollment.phase == Phase.ARRIVE:
+                arrived.add(node["id"])
             step = self._run(enrollment, node)
             if not self._follow(enrollment, node, step, version):
                 return

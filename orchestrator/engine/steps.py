@@ -161,6 +161,12 @@ def arrive_wait(visit: Visit) -> Step:
     enrollment.context["wait"] = {"node": visit.node["id"], "since": visit.now.isoformat()}
     if config.get("mode") == "engagement":
         enrollment.wait_message_id = enrollment.context.get("last_message_id")
+        if _engaged(visit):
+            # Opened (or clicked) before the wait began, e.g. during a delay: the timeout
+            # would only make the "happened" branch late.
+            enrollment.context.pop("wait")
+            enrollment.wait_message_id = None
+            return Step(StepOutcome.HAPPENED, port="happened", detail=f"message {config['engagement']} before the wait")
         what = f"{config['engagement']} of the previous message"
     else:
         enrollment.waiting_for = config["event"]
@@ -171,16 +177,18 @@ def arrive_wait(visit: Visit) -> Step:
 def resume_wait(visit: Visit) -> Step:
     enrollment = visit.enrollment
     wait = enrollment.context.pop("wait", {}) or {}
-    happened = wait.get("outcome") == "happened" or _engaged(visit)
+    happened, detail = wait.get("outcome") == "happened", wait.get("detail", "")
+    if not happened and _engaged(visit):
+        happened, detail = True, f"message {visit.config['engagement']}"
     enrollment.waiting_for, enrollment.wait_message_id = "", None
     if happened:
-        return Step(StepOutcome.HAPPENED, port="happened", detail=wait.get("detail", ""))
+        return Step(StepOutcome.HAPPENED, port="happened", detail=detail)
     return Step(StepOutcome.TIMED_OUT, port="timed_out")
 
 
 def _engaged(visit: Visit) -> bool:
-    """An engagement wait also looks at the message itself when the timer fires, in case
-    the receipt was recorded without waking the enrollment."""
+    """An engagement wait also looks at the message itself: on arrival (opened before the
+    wait began) and when the timer fires (a receipt recorded without waking it)."""
     from channels_app.models import Message
 
     message_id = visit.enrollment.wait_message_id

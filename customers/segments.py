@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from enum import Enum
 from typing import Any
 
@@ -124,9 +125,12 @@ def validate_definition(definition: Any) -> SegmentDefinition:
     return SegmentDefinition(match, conditions)
 
 
-def compile_segment(definition: Any) -> QuerySet[Customer]:
-    """The members, as one query (event aggregates are correlated subqueries)."""
-    ctx = Context(now=timezone.now())
+def compile_segment(definition: Any, *, now: datetime | None = None) -> QuerySet[Customer]:
+    """The members, as one query (event aggregates are correlated subqueries).
+
+    ``now`` anchors relative windows ("in the last 7 days"); a journey passes its step's
+    time, so a simulated or late-running step judges by its own clock."""
+    ctx = Context(now=now or timezone.now())
     return Customer.objects.filter(validate_definition(definition).to_q(ctx))
 
 
@@ -186,8 +190,8 @@ def _compile(members: QuerySet[Customer]) -> None:
         pass
 
 
-def is_member(definition: Any, customer: Customer) -> bool:
-    return compile_segment(definition).filter(pk=customer.pk).exists()
+def is_member(definition: Any, customer: Customer, *, now: datetime | None = None) -> bool:
+    return compile_segment(definition, now=now).filter(pk=customer.pk).exists()
 
 
 @transaction.atomic

@@ -32,10 +32,11 @@ def exit_journey(journey_id: int, reason: str = ExitReason.STOPPED, *, now: date
         for chunk in _chunks(inside.select_for_update().order_by("id")):
             for enrollment in chunk:
                 enrollment.step_seq += 1
+                enrollment.updated_at = now
                 finish(enrollment, reason, now)
             EnrollmentStep.objects.bulk_create(_exit_step(e, reason, now) for e in chunk)
             Enrollment.objects.bulk_update(
-                chunk, ["state", "exit_reason", "exited_at", "due_at", "waiting_for", "wait_message_id", "step_seq"]
+                chunk, ["state", "exit_reason", "exited_at", "due_at", "waiting_for", "wait_message_id", "step_seq", "updated_at"]
             )
             exited += len(chunk)
     return exited

@@ -17,7 +17,7 @@ from django.db.models import F
 from customers.models import Customer, Segment
 from customers.segments import compile_segment
 from journeys.graph import entry_node
-from journeys.models import Journey, ReentryPolicy
+from journeys.models import Journey, JourneyVersion, ReentryPolicy
 from orchestrator.engine.models import Enrollment, EnrollmentState, Phase
 from orchestrator.engine.steps import bucket
 
@@ -35,8 +35,14 @@ def in_holdout(journey: Journey, customer_id: int) -> bool:
     return bucket(journey.pk, customer_id) < journey.holdout_percent * 100
 
 
-def enrol(journey: Journey, customer: Customer, *, trigger_key: str, context: dict, now: datetime) -> EntryResult:
-    """Enter one customer, honouring status, re-entry, entry limit and holdout."""
+def enrol(
+    journey: Journey, customer: Customer, *, trigger_key: str, context: dict, now: datetime,
+    entered_at: datetime | None = None,
+) -> EntryResult:
+    """Enter one customer, honouring status, re-entry, entry limit and holdout.
+
+    ``entered_at`` is when the trigger happened (an event's time, not when a worker got to
+    it), so a goal event that follows the trigger in the same batch still converts."""
     if not journey.accepts_entries:
         return EntryResult(False, None, f"journey is {journey.status}")
     # Serialises entry decisions for this customer: two triggers at once cannot both pass
@@ -50,7 +56,8 @@ def enrol(journey: Journey, customer: Customer, *, trigger_key: str, context: di
         with transaction.atomic():
             if not _take_entry_slot(journey):
                 return EntryResult(False, None, "entry limit reached")
-            enrollment = Enrollment.objects.create(**_new_enrollment(journey, customer.pk, key, context, now))
+            row = new_enrollment(journey, customer.pk, key, context, now)
+            enrollment = Enrollment.objects.create(**{**row, "entered_at": entered_at or now})
     except IntegrityError:
         return EntryResult(False, None, "already entered" if key == "once" else "trigger already handled")
     return EntryResult(True, enrollment.pk, "entered")
@@ -88,11 +95,14 @@ def _take_entry_slot(journey: Journey, count: int = 1) -> bool:
     )
 
 
-def _new_enrollment(journey: Journey, customer_id: int, key: str, context: dict, now: datetime) -> dict:
-    entry = entry_node(journey.live_version.graph)
+def new_enrollment(
+    journey: Journey, customer_id: int, key: str, context: dict, now: datetime, version: JourneyVersion | None = None
+) -> dict:
+    version = version or journey.live_version
+    entry = entry_node(version.graph)
     return {
         "journey_id": journey.pk,
-        "version_id": journey.live_version_id,
+        "version_id": version.pk,
         "customer_id": customer_id,
         "state": EnrollmentState.ACTIVE,
         "current_node": entry["id"],
@@ -122,7 +132,7 @@ def enrol_segment(journey: Journey, *, now: datetime) -> int:
     segment = Segment.objects.filter(pk=entry["config"].get("segment_id")).first()
     if segment is None:
         return 0
-    members = compile_segment(segment.definition).exclude(pk__in=_not_eligible(journey, now))
+    members = compile_segment(segment.definition, now=now).exclude(pk__in=_not_eligible(journey, now))
     with transaction.atomic():
         members = members.order_by("id").values("id")
         limit = _remaining_slots(journey)
@@ -187,7 +197,7 @@ def _insert_members_orm(journey: Journey, entry_id: str, members, now: datetime)
     ids = [row["id"] for row in members]
     key = _segment_key(journey, now)
     before = Enrollment.objects.filter(journey=journey).count()
-    rows = [Enrollment(**_new_enrollment(journey, cid, key, {}, now)) for cid in ids]
+    rows = [Enrollment(**new_enrollment(journey, cid, key, {}, now)) for cid in ids]
     Enrollment.objects.bulk_create(rows, batch_size=500, ignore_conflicts=True)
     inserted = Enrollment.objects.filter(journey=journey).count() - before
     _count_entries(journey, inserted)

@@ -13,10 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from itertools import groupby
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from channels_app.ledger import IllegalTransition, do_transition_message
@@ -88,19 +90,39 @@ def on_events_stored(batch: StoredEvents) -> None:
 def handle_events(event_ids: Iterable[int], *, now: datetime | None = None, only_enrollments: set[int] | None = None) -> RunStats:
     """Apply events to journeys, then advance what they touched.
 
+    Each customer's events are one transaction, in event-time order. It first locks that
+    customer's open enrollments (id order), then — to enter — the customer row: the same
+    order as the runner (enrollment, then customer for an update-profile step), so the
+    two can never deadlock, and no transaction ever holds two customers' rows.
+
     ``only_enrollments`` (the simulator) limits wake-ups and conversions to those
-    enrollments and enters no one."""
+    enrollments, whatever their journey's status, and enters no one."""
     now = now or timezone.now()
-    events = list(Event.objects.filter(pk__in=list(event_ids)).order_by("occurred_at", "id"))
+    events = list(Event.objects.filter(pk__in=list(event_ids)).order_by("customer_id", "occurred_at", "id"))
+    journeys = _journeys(only_enrollments)
     touched: set[int] = set()
-    with transaction.atomic():
-        journeys = list(Journey.objects.filter(status__in=LISTENING).select_related("live_version"))
-        for event in events:
-            touched |= _convert(event, journeys, now, only_enrollments)
-            touched |= _wake(event, now, only_enrollments)
-            if only_enrollments is None:
-                touched |= _enter(event, journeys, now)
+    for customer_id, group in groupby(events, key=lambda e: e.customer_id):
+        with transaction.atomic():
+            _lock_open_enrollments(customer_id)
+            for event in group:
+                touched |= _convert(event, journeys, now, only_enrollments)
+                touched |= _wake(event, now, only_enrollments)
+                if only_enrollments is None:
+                    touched |= _enter(event, journeys, now)
     return advance(touched, now=now, live_only=only_enrollments is None)
+
+
+def _journeys(only_enrollments: set[int] | None) -> list[Journey]:
+    journeys = Journey.objects.select_related("live_version")
+    if only_enrollments is None:
+        return list(journeys.filter(status__in=LISTENING))
+    return list(journeys.filter(enrollments__in=only_enrollments).distinct())
+
+
+def _lock_open_enrollments(customer_id: int) -> None:
+    """Lock what events may change: enrollments still inside or not yet converted."""
+    open_ = Q(converted_at__isnull=True) | ~Q(state=EnrollmentState.EXITED)
+    list(Enrollment.objects.filter(open_, customer_id=customer_id).order_by("id").select_for_update().values_list("id"))
 
 
 # --- entry -------------------------------------------------------------------------------
@@ -115,7 +137,10 @@ def _enter(event: Event, journeys: list[Journey], now: datetime) -> set[int]:
         if not _enters_on(journey, event):
             continue
         customer = customer or Customer.objects.get(pk=event.customer_id)
-        result = enrol(journey, customer, trigger_key=f"event:{event.pk}", context=_entry_context(event), now=now)
+        result = enrol(
+            journey, customer, trigger_key=f"event:{event.pk}", context=entry_context(event), now=now,
+            entered_at=min(event.occurred_at, now),
+        )
         if result.entered:
             entered.add(result.enrollment_id)
     return entered
@@ -132,7 +157,7 @@ def _enters_on(journey: Journey, event: Event) -> bool:
     )
 
 
-def _entry_context(event: Event) -> dict:
+def entry_context(event: Event) -> dict:
     return {"event": {"name": event.name, "properties": event.properties or {}}, "event_id": event.pk}
 
 

@@ -11,12 +11,13 @@ and never writes a second. Providers are called only after commit (see dispatch)
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -33,6 +34,8 @@ from orchestrator.engine.models import (
     StepOutcome,
 )
 from orchestrator.engine.steps import RUNTIME, Step, Visit
+
+log = logging.getLogger(__name__)
 
 # A published graph has no cycle without a delay or wait, but a date-trait delay whose date
 # is past takes no time: a visit that arrives at a node twice is stopped (see advance), so an
@@ -83,13 +86,30 @@ def advance(enrollment_ids: Iterable[int], *, now: datetime | None = None, live_
 
 
 def run_batch(*, now: datetime, batch_size: int, ids: list[int] | None = None, live_only: bool = True) -> RunStats:
+    """One claim, one transaction. If any enrollment's step raises, the batch is rolled
+    back and run again with each enrollment in its own savepoint, so the one that fails
+    exits with the error on its step log and the rest go on: claims are in due order, and
+    a failing enrollment left due would otherwise head, and sink, every batch after it."""
+    try:
+        return _run_batch(now, batch_size, ids, live_only, isolate=False)
+    except (OperationalError, InterfaceError):
+        raise  # the database, not a step: the next claim retries everything
+    except Exception:
+        log.exception("a journey step failed; retrying the batch one enrollment at a time")
+        return _run_batch(now, batch_size, ids, live_only, isolate=True)
+
+
+def _run_batch(now: datetime, batch_size: int, ids: list[int] | None, live_only: bool, *, isolate: bool) -> RunStats:
     with transaction.atomic():
         enrollments = list(_claim(now, batch_size, ids, live_only))
         if not enrollments:
             return RunStats()
         batch = _Batch(enrollments, now)
         for enrollment in enrollments:
-            batch.advance(enrollment)
+            if isolate:
+                batch.advance_isolated(enrollment)
+            else:
+                batch.advance(enrollment)
         batch.write()
         return RunStats(enrollments=len(enrollments), steps=batch.steps_taken, messages=batch.messages, batches=1)
 
@@ -139,6 +159,25 @@ class _Batch:
             if not self._follow(enrollment, node, step, version):
                 return
         enrollment.due_at = self.now  # pragma: no cover - see MAX_STEPS_PER_VISIT
+
+    def advance_isolated(self, enrollment: Enrollment) -> None:
+        """advance() in a savepoint: a step that raises rolls back only this enrollment's
+        work (its messages included), which then exits with the error logged."""
+        logged = len(self.steps)
+        try:
+            with transaction.atomic():
+                self.advance(enrollment)
+        except (OperationalError, InterfaceError):
+            raise
+        except Exception as error:
+            log.exception("enrollment %s failed at %s", enrollment.pk, enrollment.current_node)
+            failed_at = enrollment.current_node
+            del self.steps[logged:]
+            enrollment.refresh_from_db()
+            # The steps before the failure rolled back with it; the exit names where it failed.
+            enrollment.current_node = failed_at
+            node = self.graphs[enrollment.version_id].get(failed_at)
+            self._exit(enrollment, node, ExitReason.ERROR, f"step failed: {type(error).__name__}: {error}")
 
     def _run(self, enrollment: Enrollment, node: dict) -> Step:
         arrive, resume = RUNTIME[NodeKind(node["kind"])]

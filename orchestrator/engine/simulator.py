@@ -355,8 +355,8 @@ class _Simulation:
             scripted = pending.pop(0)
             event = self._store(scripted)
             if scripted.name == config.get("event") and matches(config.get("filters") or [], scripted.properties):
-                # The context the engine gives an event entry (events._entry_context).
-                return scripted.at, engine_events._entry_context(event)
+                # The context the engine gives an event entry (events.entry_context).
+                return scripted.at, engine_events.entry_context(event)
         return None, {}
 
     def _enrol(self, at: datetime, context: dict) -> int:
@@ -388,14 +388,9 @@ class _Simulation:
 
     def _apply(self, scripted: ScriptedEvent) -> None:
         event = self._store(scripted)
-        only = {self.enrollment_id}
-        if self.journey.status not in engine_events.LISTENING:
-            # handle_events credits goals of live or paused journeys only; a draft is
-            # simulated as if live, so its goal is credited here, by the engine's own rule
-            # and before the wake-up, as handle_events orders them.
-            with transaction.atomic():
-                engine_events._convert(event, [self.journey], scripted.at, only)
-        engine_events.handle_events([event.pk], now=scripted.at, only_enrollments=only)
+        # With only_enrollments, the engine credits the goal whatever the journey's status
+        # (a draft is simulated as if live).
+        engine_events.handle_events([event.pk], now=scripted.at, only_enrollments={self.enrollment_id})
 
     def _store(self, scripted: ScriptedEvent) -> Event:
         # Stored directly, not through ingestion: its listener would enter the customer

@@ -211,8 +211,8 @@ def arrive_split(visit: Visit) -> Step:
 def _holds(condition: dict, visit: Visit) -> bool:
     if "segment_id" in condition:
         segment = visit.segments.get(condition["segment_id"])
-        return segment is not None and is_member(segment.definition, visit.customer)
-    return is_member(condition, visit.customer)
+        return segment is not None and is_member(segment.definition, visit.customer, now=visit.now)
+    return is_member(condition, visit.customer, now=visit.now)
 
 
 def bucket(*parts: object, buckets: int = 10_000) -> int:

@@ -87,10 +87,16 @@ def enrol_segment_task(journey_id: int) -> str:
 
 
 def enrol_segments() -> str:
-    entered = 0
+    """Every live segment-entry journey, each on its own: one broken segment definition
+    must not keep the others' newly qualifying customers out."""
+    entered, failed = 0, []
     for journey in Journey.objects.filter(status=JourneyStatus.LIVE).select_related("live_version"):
-        entered += enrol_segment(journey, now=timezone.now())
-    return f"{entered} entered"
+        try:
+            entered += enrol_segment(journey, now=timezone.now())
+        except Exception:
+            log.exception("segment entry failed for journey %s", journey.pk)
+            failed.append(journey.pk)
+    return f"{entered} entered" + (f"; failed for journeys {failed}" if failed else "")
 
 
 def _enqueue(func: str, *args) -> None:

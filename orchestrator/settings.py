@@ -9,6 +9,7 @@ channel layer and the cache.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -101,6 +102,7 @@ TEMPLATES = [
 ]
 
 # --- Database -------------------------------------------------------------------------
+_FORKING_WORKER = len(sys.argv) > 1 and sys.argv[1] == "qcluster"
 _database_url = env_str("DATABASE_URL")
 if _database_url:
     _default_db = database_from_url("DATABASE_URL", _database_url)
@@ -112,6 +114,11 @@ if _database_url:
         # persistent per-thread connections leak (one per request until the server hits
         # max_connections). A psycopg pool per process hands connections back instead.
         _pool_size = env_int("DB_POOL_MAX_SIZE", 8, minimum=0)
+        # django-q2 forks its workers after the parent has opened the pool, and forked
+        # children sharing the pool's sockets corrupt each other's sessions ("connection
+        # in transaction status INTRANS"). Each worker is one thread: plain connections.
+        if _FORKING_WORKER:
+            _pool_size = 0
         if _pool_size:
             if _default_db["CONN_MAX_AGE"]:
                 raise ImproperlyConfigured("DB_CONN_MAX_AGE: must be 0 while the connection pool is on (DB_POOL_MAX_SIZE > 0)")

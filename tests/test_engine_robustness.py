@@ -175,3 +175,32 @@ def test_a_split_judges_relative_windows_by_the_steps_own_clock():
 
     branch = EnrollmentStep.objects.get(node_id="recent")
     assert branch.port == "yes"
+
+
+def test_steps_that_just_fell_due_are_claimed_before_an_older_backlog():
+    journey = make_live_journey(
+        linear_graph(node("entry", "entry", trigger="api"), node("wait", "delay", mode="duration", amount=1, unit="days")),
+        name="Backlog",
+    )
+    backlog = [customer(f"b-{n}") for n in range(3)]
+    for n, person in enumerate(backlog):
+        enrol(journey, person, trigger_key=f"api:b{n}", context={}, now=NOW - dt.timedelta(minutes=30))
+    timed = customer("timed")
+    enrol(journey, timed, trigger_key="api:t", context={}, now=NOW - dt.timedelta(seconds=2))
+
+    run_due(now=NOW, batch_size=2, max_batches=1)
+
+    advanced = set(Enrollment.objects.filter(current_node="wait").values_list("customer__external_id", flat=True))
+    assert advanced == {"timed", "b-0"}  # the fresh one first, then the oldest of the backlog
+
+
+def test_asking_for_help_enqueues_one_drain_per_idle_worker_however_often_it_is_asked(settings):
+    from django_q.models import OrmQ
+
+    from orchestrator.engine.tasks import _ask_for_help
+
+    workers = settings.Q_CLUSTER["workers"]
+    for _ in range(3):
+        _ask_for_help()
+
+    assert OrmQ.objects.count() == max(workers - 1, 0)

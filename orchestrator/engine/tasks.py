@@ -17,7 +17,7 @@ import uuid
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from channels_app.delivery import recover_stranded
@@ -25,11 +25,12 @@ from journeys.models import Journey, JourneyStatus
 from orchestrator.engine import lease
 from orchestrator.engine.entry import enrol_segment
 from orchestrator.engine.events import handle_events
-from orchestrator.engine.runner import run_due
+from orchestrator.engine.runner import RunStats, run_due
 
 log = logging.getLogger(__name__)
 
 TICK_SECONDS = 50
+DRAIN_SECONDS = 50  # both well under Q_TIMEOUT (120 s): a task killed mid-run re-enqueues nothing
 POLL_SECONDS = 0.5
 SWEEP_EVERY_SECONDS = 15
 LEASE_TTL = timedelta(seconds=TICK_SECONDS + 30)
@@ -43,12 +44,12 @@ def tick(holder: str | None = None) -> str:
     last_sweep = 0.0
     steps = 0
     while time.monotonic() < deadline:
-        stats = run_due(max_batches=20)
+        stats = _one_batch()
         steps += stats.steps
         if stats.enrollments >= settings.CHORUS_ENGINE_BATCH_SIZE:
             _ask_for_help()
         if time.monotonic() - last_sweep > SWEEP_EVERY_SECONDS:
-            recover_stranded()
+            _sweep()
             lease.acquire("engine-tick", holder, now=timezone.now(), ttl=LEASE_TTL)
             last_sweep = time.monotonic()
         if stats.enrollments == 0:
@@ -57,21 +58,53 @@ def tick(holder: str | None = None) -> str:
     return f"{steps} steps"
 
 
+def _one_batch() -> RunStats:
+    """One claim; a database error (a deadlock victim, a dropped connection) is logged and
+    the poller goes on: its batch rolled back and will be claimed again."""
+    try:
+        return run_due(max_batches=1)
+    except DatabaseError:
+        log.exception("engine batch failed; continuing")
+        connection.close()
+        time.sleep(POLL_SECONDS)
+        return RunStats()
+
+
+def _sweep() -> None:
+    try:
+        recover_stranded()
+    except DatabaseError:
+        log.exception("sweeping stranded messages failed; continuing")
+        connection.close()
+
+
 def _ask_for_help() -> None:
-    """A drain per idle worker, each under its own lease so helpers never pile up."""
+    """A drain per idle worker, each slot under its own lease so helpers never pile up."""
     workers = settings.Q_CLUSTER.get("workers", 1)
     for slot in range(max(workers - 1, 0)):
-        if lease.acquire(f"engine-drain-{slot}", "enqueued", now=timezone.now(), ttl=timedelta(seconds=30)):
-            _enqueue("orchestrator.engine.tasks.drain", slot)
+        holder = uuid.uuid4().hex
+        if lease.acquire(f"engine-drain-{slot}", holder, now=timezone.now(), ttl=_DRAIN_LEASE):
+            _enqueue("orchestrator.engine.tasks.drain", slot, holder)
 
 
-def drain(slot: int | None = None) -> str:
-    try:
-        stats = run_due()
-    finally:
-        if slot is not None:
-            lease.release(f"engine-drain-{slot}", "enqueued")
-    return f"{stats.steps} steps"
+_DRAIN_LEASE = timedelta(seconds=DRAIN_SECONDS + 30)
+
+
+def drain(slot: int | None = None, holder: str | None = None) -> str:
+    """Run due batches until none are left or DRAIN_SECONDS pass; then hand the slot back
+    (or, with work left, to its own next run)."""
+    deadline = time.monotonic() + DRAIN_SECONDS
+    steps, more = 0, True
+    while more and time.monotonic() < deadline:
+        stats = _one_batch()
+        steps += stats.steps
+        more = stats.enrollments >= settings.CHORUS_ENGINE_BATCH_SIZE
+    if slot is not None and holder is not None:
+        if more and lease.acquire(f"engine-drain-{slot}", holder, now=timezone.now(), ttl=_DRAIN_LEASE):
+            _enqueue("orchestrator.engine.tasks.drain", slot, holder)
+        else:
+            lease.release(f"engine-drain-{slot}", holder)
+    return f"{steps} steps"
 
 
 def process_events(event_ids: list[int]) -> str:
@@ -102,5 +135,4 @@ def enrol_segments() -> str:
 def _enqueue(func: str, *args) -> None:
     from django_q.tasks import async_task
 
-    close_old_connections()
     async_task(func, *args, task_name=f"{func.rsplit('.', 1)[-1]}-{uuid.uuid4().hex[:8]}")

@@ -27,8 +27,9 @@ migrated if needed), in this order, nothing else of ours running during each pha
    lateness is the time the step after its delay ran (the exit's EnrollmentStep.at: the
    moment its batch was claimed) minus its due time; the figure is the 95th percentile
    over every probe inserted between the first claim and the last customer's exit (aim
-   ≤ 2 s). Claims go oldest-due first, so a timer falling due behind the launch backlog
-   waits for the part of the backlog still ahead of it. Probes send nothing, so they add
+   ≤ 2 s). Claims take steps that fell due in the last 10 s first, then the backlog oldest
+   first, so a timer falling due under a launch backlog waits for about one batch, not for
+   the backlog. Probes send nothing, so they add
    little load of their own. A step's ``at`` is when its batch was claimed, not when the
    batch committed, so this process also notes when it first sees each probe exited
    (polled every 0.2 s): ``lateness_visible_p95_s``.

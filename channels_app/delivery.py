@@ -1,8 +1,10 @@
 """Delivery: the provider call for a queued message, made once, after commit; and recovery.
 
 A message is queued inside the transaction that decided to send it; delivery is scheduled
-with ``deliver_after_commit`` and claimed with a conditional UPDATE (queued → sending), so
-of any number of callers exactly one calls the provider. Provider calls happen outside any
+with ``deliver_many_after_commit`` (or ``deliver_after_commit`` for one) and claimed with a
+conditional UPDATE (queued → sending), so of any number of callers exactly one calls the
+provider. Delivery works in batches: one claim, one load, one ``send_batch`` per channel
+and one "sent" write per batch, so its cost does not grow with the batch. Provider calls happen outside any
 database transaction: a slow provider must not hold row locks, and a rolled-back
 transaction must never have sent anything.
 
@@ -15,79 +17,101 @@ idempotency keys, since any other provider may already have delivered it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from channels_app.ledger import IllegalTransition, claim_for_sending, do_transition_message
+from channels_app.ledger import (
+    IllegalTransition,
+    claim_many_for_sending,
+    do_transition_message,
+    record_sent_many,
+)
 from channels_app.models import Message, MessageStatus
-from channels_app.providers import Delivery, Provider, ProviderError, get_provider
-from customers.enums import Channel
-from customers.models import ContactPoint, Customer
+from channels_app.providers import Delivery, Provider, ProviderError, SendResult, get_provider
+from channels_app.reachability import NO_ADDRESS, Reachability
+from customers.models import Customer
 
 logger = logging.getLogger(__name__)
 S = MessageStatus
 
-INBOX = "inbox"  # every customer has an in-app inbox
-# Why a channel has nowhere to send, as shown on the customer's timeline.
-NO_ADDRESS: dict[str, str] = {
-    Channel.EMAIL: "no email address",
-    Channel.SMS: "no phone number",
-    Channel.PUSH: "no enabled push subscription",
-}
 UNKNOWN_AFTER_CRASH = "worker stopped mid-send; not resent to avoid a duplicate"
 RECOVERY_BATCH = 100
 
 
 # --- Addresses -------------------------------------------------------------------------------
+# The rule (which contact point wins, when the profile's address stands in) is
+# channels_app.reachability's; these read it for messages.
 
 
 def address_for_customer(customer: Customer, channel: str) -> str | None:
     """Where a message on `channel` goes: an enabled contact point first, then the profile."""
-    if channel == Channel.IN_APP:
-        return INBOX
-    point = (
-        ContactPoint.objects.filter(customer=customer, channel=channel, enabled=True)
-        .values_list("address", flat=True)
-        .first()
-    )
-    if point:
-        return point
-    profile = {Channel.EMAIL: customer.email, Channel.SMS: customer.phone}.get(channel, "")
-    return profile or None
+    return Reachability.load([customer.pk], consents=False).address(customer, channel)
 
 
 def address_for(message: Message) -> str | None:
     return address_for_customer(message.customer, message.channel)
 
 
-# --- Delivering one message ------------------------------------------------------------------
+def _with_addresses(message_ids: Iterable[int]) -> list[tuple[Message, str | None]]:
+    """The messages with their customers and addresses: two queries, whatever the count."""
+    messages = list(Message.objects.filter(pk__in=list(message_ids)).select_related("customer").order_by("pk"))
+    reach = Reachability.load({m.customer_id for m in messages}, consents=False)
+    return [(message, reach.address(message.customer, message.channel)) for message in messages]
+
+
+# --- Delivering ------------------------------------------------------------------------------
 
 
 def deliver_after_commit(message_id: int) -> None:
-    """The only way code schedules a delivery: after the transaction that queued it commits.
+    """Schedule one message's delivery for after the transaction that queued it commits."""
+    deliver_many_after_commit([message_id])
 
-    ``robust``: a failing delivery must not turn the caller's committed work into an error;
-    the message stays queued or sending, and recover_stranded picks it up.
+
+def deliver_many_after_commit(message_ids: Iterable[int]) -> None:
+    """The only way code schedules deliveries: after the transaction that queued them commits.
+
+    One callback for the whole batch. ``robust``: a failing delivery must not turn the
+    caller's committed work into an error; the messages stay queued or sending, and
+    recover_stranded picks them up.
     """
-    transaction.on_commit(lambda: deliver(message_id), robust=True)
+    ids = list(message_ids)
+    if ids:
+        transaction.on_commit(lambda: deliver_many(ids), robust=True)
 
 
 def deliver(message_id: int, *, now: datetime | None = None) -> str:
-    """Send a queued message once; return its status afterwards. Call outside transactions.
+    """Send a queued message once; return its status afterwards. Call outside transactions."""
+    statuses = deliver_many([message_id], now=now)
+    if message_id not in statuses:
+        raise Message.DoesNotExist(f"message {message_id} does not exist")
+    return statuses[message_id]
 
-    A message that is not queued (already claimed, sent, suppressed…) is left alone.
+
+def deliver_many(message_ids: Iterable[int], *, now: datetime | None = None) -> dict[int, str]:
+    """Send each queued message once; return every existing message's status afterwards.
+
+    Call outside transactions. A message that is not queued (already claimed, sent,
+    suppressed…) is left alone. Costs a handful of queries per batch (claim, load, one
+    provider call per channel, mark sent); only failures cost queries per message.
     """
-    if not claim_for_sending(message_id, at=now):
-        return _status_of(message_id)
-    return _send_claimed(message_id, now)
+    ids = list(dict.fromkeys(message_ids))
+    if not ids:
+        return {}
+    claimed = claim_many_for_sending(ids, at=now)
+    statuses = _statuses_of(set(ids) - set(claimed))
+    statuses.update(_send_claimed_many(claimed, now))
+    return statuses
 
 
-def _status_of(message_id: int) -> str:
-    return Message.objects.values_list("status", flat=True).get(pk=message_id)
+def _statuses_of(message_ids: set[int]) -> dict[int, str]:
+    if not message_ids:
+        return {}
+    return dict(Message.objects.filter(pk__in=message_ids).values_list("pk", "status"))
 
 
 def _delivery(message: Message, to: str) -> Delivery:
@@ -102,35 +126,67 @@ def _delivery(message: Message, to: str) -> Delivery:
     )
 
 
-def _send_claimed(message_id: int, now: datetime | None) -> str:
-    """Send a message this worker has claimed (status sending)."""
-    message = Message.objects.select_related("customer").get(pk=message_id)
-    to = address_for(message)
-    if to is None:  # the address went away between queueing and sending
-        return _finish(message_id, S.FAILED, now, detail=NO_ADDRESS[message.channel])
-    try:
-        provider = get_provider(message.channel)
-    except Exception as error:  # nothing was sent, so "failed" is certain
-        logger.exception("message %s: no provider for %s", message_id, message.channel)
-        return _finish(message_id, S.FAILED, now, detail=f"no provider: {error}")
-    return _send(message_id, provider, _delivery(message, to), now)
+def _send_claimed_many(message_ids: list[int], now: datetime | None) -> dict[int, str]:
+    """Send messages this worker has claimed (status sending), one provider call per channel."""
+    if not message_ids:
+        return {}
+    statuses: dict[int, str] = {}
+    by_channel: dict[str, list[Delivery]] = defaultdict(list)
+    for message, to in _with_addresses(message_ids):
+        if to is None:  # the address went away between queueing and sending
+            statuses[message.pk] = _finish(message.pk, S.FAILED, now, detail=NO_ADDRESS[message.channel])
+        else:
+            by_channel[message.channel].append(_delivery(message, to))
+    sent: list[tuple[int, str, str]] = []
+    for channel, deliveries in by_channel.items():
+        try:
+            provider = get_provider(channel)
+        except Exception as error:  # nothing was sent, so "failed" is certain
+            logger.exception("no provider for %s", channel)
+            for delivery in deliveries:
+                statuses[delivery.message_id] = _finish(delivery.message_id, S.FAILED, now, detail=f"no provider: {error}")
+            continue
+        for delivery, outcome in zip(deliveries, _call(provider, deliveries), strict=True):
+            if isinstance(outcome, SendResult):
+                sent.append((delivery.message_id, provider.name, outcome.provider_message_id))
+            else:
+                statuses[delivery.message_id] = _failed(delivery.message_id, provider, outcome, now)
+    statuses.update(record_sent_many(sent, at=now))
+    return statuses
 
 
-def _send(message_id: int, provider: Provider, delivery: Delivery, now: datetime | None) -> str:
+def _call(provider: Provider, deliveries: list[Delivery]) -> list[SendResult | Exception]:
+    """The provider's outcomes, one per delivery; if the batch call itself breaks, that error for each."""
     try:
-        result = provider.send(delivery)
-    except ProviderError as error:
+        outcomes = provider.send_batch(deliveries)
+    except Exception as error:
+        logger.exception("%s provider: send_batch raised", provider.name)
+        return [error] * len(deliveries)
+    if len(outcomes) != len(deliveries):
+        error = RuntimeError(f"send_batch answered {len(outcomes)} outcomes for {len(deliveries)} messages")
+        logger.error("%s provider: %s", provider.name, error)
+        return [error] * len(deliveries)
+    return outcomes
+
+
+def _failed(message_id: int, provider: Provider, error: Exception, now: datetime | None) -> str:
+    if isinstance(error, ProviderError):
         # Transient errors fail too for now: retries with backoff are a later issue.
         detail = error.reason if error.permanent else f"transient: {error.reason}"
         return _finish(message_id, S.FAILED, now, detail=detail, provider=provider.name)
-    except Exception as error:
-        # The request may have left before this: the provider may have sent it.
-        logger.exception("message %s: %s provider raised; marking unknown", message_id, provider.name)
-        detail = f"provider raised {type(error).__name__}: {error}"
-        return _finish(message_id, S.UNKNOWN, now, detail=detail, provider=provider.name)
-    return _finish(
-        message_id, S.SENT, now, provider=provider.name, provider_message_id=result.provider_message_id
-    )
+    # The request may have left before this: the provider may have sent it.
+    logger.error("message %s: %s provider raised %r; marking unknown", message_id, provider.name, error)
+    detail = f"provider raised {type(error).__name__}: {error}"
+    return _finish(message_id, S.UNKNOWN, now, detail=detail, provider=provider.name)
+
+
+def _send(message_id: int, provider: Provider, delivery: Delivery, now: datetime | None) -> str:
+    """Send one claimed message through one provider (crash recovery's resend)."""
+    (outcome,) = _call(provider, [delivery])
+    if isinstance(outcome, SendResult):
+        statuses = record_sent_many([(message_id, provider.name, outcome.provider_message_id)], at=now)
+        return statuses.get(message_id, "")
+    return _failed(message_id, provider, outcome, now)
 
 
 def _finish(message_id: int, status: str, now: datetime | None, **fields) -> str:
@@ -139,7 +195,7 @@ def _finish(message_id: int, status: str, now: datetime | None, **fields) -> str
     except IllegalTransition as error:
         # A receipt (a bounce, say) moved the message on while we were sending: it wins.
         logger.warning("%s; keeping the receipt's status", error)
-        return _status_of(message_id)
+        return error.from_status
 
 
 # --- Crash recovery ----------------------------------------------------------------------------
@@ -161,9 +217,12 @@ def recover_stranded(
     now = now or timezone.now()
     counts = {"delivered": 0, "resent": 0, "unknown": 0}
     while batch := _claim_stale_queued(now - queued_older_than, now, batch_size):
-        for message_id in batch:
-            if _guarded(_send_claimed, message_id, now) is not None:
-                counts["delivered"] += 1
+        try:
+            counts["delivered"] += len(_send_claimed_many(batch, now))
+        except Exception:
+            # A broken batch must not stop the sweep: its messages stay sending, and a later
+            # sweep settles them like any stale send.
+            logger.exception("recovering queued messages %s failed", batch)
     while batch := _claim_stale_sending(now - sending_older_than, now, batch_size):
         for message_id in batch:
             outcome = _guarded(_recover_sending, message_id, now)
@@ -183,8 +242,7 @@ def _stale(status: str, cutoff: datetime) -> QuerySet[Message]:
 
 @transaction.atomic
 def _claim_stale_queued(cutoff: datetime, now: datetime, limit: int) -> list[int]:
-    ids = list(_stale(S.QUEUED, cutoff).values_list("pk", flat=True)[:limit])
-    return [pk for pk in ids if claim_for_sending(pk, at=now)]
+    return claim_many_for_sending(_stale(S.QUEUED, cutoff).values_list("pk", flat=True)[:limit], at=now)
 
 
 @transaction.atomic

@@ -194,6 +194,44 @@ def do_queue_message(request: QueueRequest) -> QueueResult:
     return QueueResult(message=message, created=True)
 
 
+def queue_many(entries: list[tuple[QueueRequest, str]]) -> list[Message]:
+    """Write many messages at once, each queued, or suppressed when its reason is not "".
+
+    For a caller that already holds the transaction and knows its keys are new (the
+    journey engine, whose keys come from committed step numbers): two INSERTs whatever
+    the count. A key that exists raises IntegrityError for the whole call; the caller
+    then falls back to do_queue_message, which resolves duplicates one by one.
+    """
+    for request, _ in entries:
+        _validate(request)
+    messages = [_message_row(request, reason) for request, reason in entries]
+    Message.objects.bulk_create(messages)
+    transitions = []
+    for message, (_request, reason) in zip(messages, entries, strict=True):
+        at = message.queued_at
+        transitions.append(MessageTransition(message=message, from_status="", to_status=S.QUEUED, at=at))
+        if reason:
+            transitions.append(
+                MessageTransition(message=message, from_status=S.QUEUED, to_status=S.SUPPRESSED, at=at, detail=reason[:500])
+            )
+    MessageTransition.objects.bulk_create(transitions)
+    return messages
+
+
+def _message_row(request: QueueRequest, reason: str) -> Message:
+    at = request.at or timezone.now()
+    row = Message(
+        customer_id=request.customer_id, channel=request.channel, category=request.category,
+        template_name=request.template_name, content=dict(request.content), journey_id=request.journey_id,
+        journey_version_id=request.journey_version_id, node_id=request.node_id,
+        enrollment_id=request.enrollment_id, idempotency_key=request.idempotency_key,
+        status=S.QUEUED, queued_at=at, updated_at=at,
+    )
+    if reason:
+        row.status, row.suppressed_at = S.SUPPRESSED, at
+    return row
+
+
 # --- Transitions -------------------------------------------------------------------------
 
 
@@ -318,3 +356,135 @@ def counts_by_channel_per_hour(
         .order_by("hour", "channel")
     )
     return [HourlyCount(hour=r["hour"], channel=r["channel"], count=r["count"]) for r in rows]
+
+
+# --- Batches of transitions ---------------------------------------------------------------
+#
+# The batch forms of claim_for_sending and of "sending → sent": a few statements per batch
+# instead of a few per message, with the same compare-and-swap guarantees. Raw SQL because
+# the ORM's update() cannot say which rows it changed, and the claim must know exactly that.
+
+
+# The default database's connection, without importing django.db.connection up top.
+_db = transaction.get_connection
+
+
+def _quoted(model, *names: str) -> list[str]:
+    qn = _db().ops.quote_name
+    return [qn(model._meta.db_table), *(qn(model._meta.get_field(n).column) for n in names)]
+
+
+def _can_update_returning() -> bool:
+    db = _db()
+    return db.vendor == "postgresql" or (db.vendor == "sqlite" and db.Database.sqlite_version_info >= (3, 35))
+
+
+@transaction.atomic
+def claim_many_for_sending(message_ids: Iterable[int], *, at: dt.datetime | None = None) -> list[int]:
+    """queued → sending for every listed message still queued; returns the ids claimed.
+
+    One conditional UPDATE … RETURNING and one INSERT of their transitions, in one
+    transaction. Of any number of concurrent callers each id is claimed by exactly one: on
+    PostgreSQL the rows are locked in id order first (so overlapping batches wait for each
+    other instead of deadlocking) and the status is checked again after any wait.
+    """
+    ids = sorted(set(message_ids))
+    if not ids:
+        return []
+    at = at or timezone.now()
+    claimed = _claim_rows(ids, at) if _can_update_returning() else [
+        pk for pk in ids
+        if Message.objects.filter(pk=pk, status=S.QUEUED).update(
+            status=S.SENDING, updated_at=at, **_stamps(S.SENDING, at)
+        )
+    ]
+    MessageTransition.objects.bulk_create(
+        MessageTransition(message_id=pk, from_status=S.QUEUED, to_status=S.SENDING, at=at) for pk in claimed
+    )
+    return sorted(claimed)
+
+
+def _claim_rows(ids: list[int], at: dt.datetime) -> list[int]:
+    table, pk, status, sending_at, updated_at = _quoted(Message, "id", "status", "sending_at", "updated_at")
+    stamp = _db().ops.adapt_datetimefield_value(at)
+    sets = f"{status} = %s, {sending_at} = COALESCE({sending_at}, %s), {updated_at} = %s"
+    if _db().vendor == "postgresql":
+        sql = (
+            f"WITH locked AS (SELECT {pk} FROM {table} WHERE {pk} = ANY(%s) AND {status} = %s"
+            f" ORDER BY {pk} FOR UPDATE)"
+            f" UPDATE {table} SET {sets} FROM locked"
+            f" WHERE {table}.{pk} = locked.{pk} AND {table}.{status} = %s RETURNING {table}.{pk}"
+        )
+        params = [ids, S.QUEUED, S.SENDING, stamp, stamp, S.QUEUED]
+    else:  # SQLite: one writer at a time, so the conditional UPDATE alone decides
+        marks = ", ".join(["%s"] * len(ids))
+        sql = f"UPDATE {table} SET {sets} WHERE {pk} IN ({marks}) AND {status} = %s RETURNING {pk}"
+        params = [S.SENDING, stamp, stamp, *ids, S.QUEUED]
+    with _db().cursor() as cursor:
+        cursor.execute(sql, params)
+        return [row[0] for row in cursor.fetchall()]
+
+
+@transaction.atomic
+def record_sent_many(
+    results: Iterable[tuple[int, str, str]], *, at: dt.datetime | None = None
+) -> dict[int, str]:
+    """sending → sent for (message_id, provider, provider_message_id); returns final statuses.
+
+    Messages still ``sending`` (the usual case) move in one UPDATE, and their transitions
+    are written in one INSERT. A message something else moved on meanwhile goes through
+    do_transition_message, exactly as a single send would: an ``unknown`` one becomes
+    sent; one a receipt already took further (delivered, opened…) keeps its status and
+    gains sent_at and the provider's id (a late "sent"); a bounced or failed one, or one
+    already sent (a recovered resend), is left as it is. A message deleted meanwhile is
+    left out of the answer.
+    """
+    rows = {pk: (provider, provider_message_id) for pk, provider, provider_message_id in results}
+    if not rows:
+        return {}
+    at = at or timezone.now()
+    moved = _mark_sent_rows(rows, at)
+    MessageTransition.objects.bulk_create(
+        MessageTransition(message_id=pk, from_status=S.SENDING, to_status=S.SENT, at=at) for pk in sorted(moved)
+    )
+    statuses = dict.fromkeys(moved, S.SENT.value)
+    for pk in sorted(rows.keys() - moved):  # rare: a receipt or a sweeper got there first
+        provider, provider_message_id = rows[pk]
+        try:
+            statuses[pk] = do_transition_message(
+                pk, S.SENT, at=at, provider=provider, provider_message_id=provider_message_id
+            ).status
+        except IllegalTransition as error:
+            statuses[pk] = error.from_status
+        except Message.DoesNotExist:
+            continue
+    return statuses
+
+
+def _mark_sent_rows(rows: dict[int, tuple[str, str]], at: dt.datetime) -> set[int]:
+    if _db().vendor != "postgresql":  # one conditional UPDATE per message
+        return {
+            pk for pk, (provider, provider_message_id) in rows.items()
+            if Message.objects.filter(pk=pk, status=S.SENDING).update(
+                status=S.SENT, provider=provider, provider_message_id=provider_message_id,
+                updated_at=at, **_stamps(S.SENT, at),
+            )
+        }
+    table, pk, status, sent_at, updated_at, provider, provider_id = _quoted(
+        Message, "id", "status", "sent_at", "updated_at", "provider", "provider_message_id"
+    )
+    ids = sorted(rows)
+    values = ", ".join(["(%s::bigint, %s, %s)"] * len(ids))
+    sql = (
+        f"WITH locked AS (SELECT {pk} FROM {table} WHERE {pk} = ANY(%s) AND {status} = %s"
+        f" ORDER BY {pk} FOR UPDATE),"
+        f" v (id, provider, provider_message_id) AS (VALUES {values})"
+        f" UPDATE {table} SET {status} = %s, {sent_at} = COALESCE({sent_at}, %s), {updated_at} = %s,"
+        f" {provider} = v.provider, {provider_id} = v.provider_message_id"
+        f" FROM locked, v WHERE {table}.{pk} = locked.{pk} AND v.id = locked.{pk}"
+        f" AND {table}.{status} = %s RETURNING {table}.{pk}"
+    )
+    params = [ids, S.SENDING, *(x for i in ids for x in (i, *rows[i])), S.SENT, at, at, S.SENDING]
+    with _db().cursor() as cursor:
+        cursor.execute(sql, params)
+        return {row[0] for row in cursor.fetchall()}

@@ -14,6 +14,7 @@ makes no network call, so it has no timeout to set.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -56,3 +57,18 @@ class Provider(ABC):
     @abstractmethod
     def send(self, delivery: Delivery) -> SendResult:
         """Send once; raise ProviderError on a refusal or failure the provider reported."""
+
+    def send_batch(self, deliveries: Sequence[Delivery]) -> list[SendResult | Exception]:
+        """Send each delivery once; one outcome per delivery, in order.
+
+        An outcome is a SendResult, the ProviderError the provider reported (nothing was
+        sent), or any other exception the call raised (the provider may have sent). One
+        failure never loses the others' outcomes. Providers with a batch API override this.
+        """
+        outcomes: list[SendResult | Exception] = []
+        for delivery in deliveries:
+            try:
+                outcomes.append(self.send(delivery))
+            except Exception as error:  # each outcome is judged by the caller
+                outcomes.append(error)
+        return outcomes

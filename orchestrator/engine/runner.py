@@ -21,10 +21,12 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from customers.bulk_sql import update_by_pk
 from customers.models import Customer, Segment
 from journeys.graph import next_node_id, nodes_by_id
 from journeys.models import Journey, JourneyStatus, JourneyVersion
 from journeys.nodes import NodeKind
+from orchestrator.dispatch import DispatchBatch
 from orchestrator.engine.models import (
     Enrollment,
     EnrollmentState,
@@ -104,7 +106,7 @@ def _run_batch(now: datetime, batch_size: int, ids: list[int] | None, live_only:
         enrollments = _claim(now, batch_size, ids, live_only)
         if not enrollments:
             return RunStats()
-        batch = _Batch(enrollments, now)
+        batch = _Batch(enrollments, now, careful=isolate)
         # In customer order: an update-profile step locks its customer's row, and two
         # workers that lock customers in one order cannot deadlock.
         for enrollment in sorted(enrollments, key=lambda e: (e.customer_id, e.pk)):
@@ -143,7 +145,7 @@ def _locked(qs: QuerySet[Enrollment], limit: int) -> list[Enrollment]:
 class _Batch:
     """The enrollments of one claim, with what they read loaded once."""
 
-    def __init__(self, enrollments: list[Enrollment], now: datetime):
+    def __init__(self, enrollments: list[Enrollment], now: datetime, *, careful: bool = False):
         self.now = now
         self.steps: list[EnrollmentStep] = []
         self.steps_taken = 0
@@ -154,6 +156,7 @@ class _Batch:
         self.graphs = {pk: nodes_by_id(v.graph) for pk, v in self.versions.items()}
         self.segments = Segment.objects.in_bulk(_segment_ids(self.versions.values()))
         self.enrollments = enrollments
+        self.sends = DispatchBatch(self.customers, careful=careful)
 
     def advance(self, enrollment: Enrollment) -> None:
         version = self.versions[enrollment.version_id]
@@ -199,7 +202,7 @@ class _Batch:
         arrive, resume = RUNTIME[NodeKind(node["kind"])]
         visit = Visit(
             enrollment=enrollment, node=node, customer=self.customers[enrollment.customer_id],
-            journey=self.journeys[enrollment.journey_id], now=self.now, segments=self.segments,
+            journey=self.journeys[enrollment.journey_id], now=self.now, segments=self.segments, sends=self.sends,
         )
         step = arrive(visit) if enrollment.phase == Phase.ARRIVE else resume(visit)
         self.steps_taken += 1
@@ -229,14 +232,14 @@ class _Batch:
 
     def _log(self, enrollment: Enrollment, node: dict | None, step: Step) -> None:
         enrollment.step_seq += 1
-        self.steps.append(
-            EnrollmentStep(
-                enrollment_id=enrollment.pk, journey_id=enrollment.journey_id, version_id=enrollment.version_id,
-                node_id=node["id"] if node else enrollment.current_node, kind=node["kind"] if node else "",
-                outcome=step.outcome, port=step.port or "", detail=step.detail[:500],
-                message_id=step.message_id, at=self.now,
-            )
+        row = EnrollmentStep(
+            enrollment_id=enrollment.pk, journey_id=enrollment.journey_id, version_id=enrollment.version_id,
+            node_id=node["id"] if node else enrollment.current_node, kind=node["kind"] if node else "",
+            outcome=step.outcome, port=step.port or "", detail=step.detail[:500], at=self.now,
         )
+        if step.sent is not None:
+            step.sent.fill(row, "message_id")
+        self.steps.append(row)
 
     def _exit(self, enrollment: Enrollment, node: dict | None, reason: str, detail: str) -> None:
         self._log(enrollment, node, Step(StepOutcome.EXITED, detail=detail))
@@ -246,10 +249,14 @@ class _Batch:
         finish(enrollment, reason, self.now)
 
     def write(self) -> None:
+        # Messages first: their ids fill the steps and the enrollments' contexts.
+        self.sends.flush()
         EnrollmentStep.objects.bulk_create(self.steps)
         for enrollment in self.enrollments:
             enrollment.updated_at = self.now
-        Enrollment.objects.bulk_update(self.enrollments, _ENROLLMENT_FIELDS)
+        # One UPDATE … FROM jsonb_to_recordset on PostgreSQL: bulk_update's CASE per field
+        # grows with the batch and cost more than the rest of the batch together.
+        update_by_pk(Enrollment, [{"pk": e.pk, **{f: getattr(e, f) for f in _ENROLLMENT_FIELDS}} for e in self.enrollments])
 
 
 def finish(enrollment: Enrollment, reason: str, now: datetime) -> None:

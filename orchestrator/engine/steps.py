@@ -19,7 +19,7 @@ from customers.models import Customer, Segment
 from customers.segments import is_member
 from journeys.models import Journey
 from journeys.nodes import NodeKind
-from orchestrator.dispatch import SendRequest, dispatch
+from orchestrator.dispatch import DispatchBatch, Outcome, PendingSend, SendRequest
 from orchestrator.engine import timing
 from orchestrator.engine.models import Enrollment, ExitReason, StepOutcome
 
@@ -29,7 +29,7 @@ class Step:
     outcome: str
     port: str | None = None
     detail: str = ""
-    message_id: int | None = None
+    sent: PendingSend | None = None  # a send's message; its id is known once the batch is written
     sleep_until: datetime | None = None
     waiting: bool = False  # asleep at a wait node (an event can wake it)
     exit_reason: str = ""
@@ -45,6 +45,8 @@ class Visit:
     customer: Customer
     journey: Journey
     now: datetime
+    # Where sends go: the batch's dispatcher (it writes messages when the batch is written).
+    sends: DispatchBatch | None = None
     # Segments named by split conditions, loaded once per batch.
     segments: dict[int, Segment] = field(default_factory=dict)
 
@@ -112,11 +114,11 @@ def arrive_send(visit: Visit) -> Step:
         content = render_content(channel, visit.config["content"].get(channel, {}), _template_context(visit))
     except TemplateError as error:
         return Step(StepOutcome.FAILED, port="out", detail=f"{channel}: {error.reason}"[:500])
-    result = dispatch(_send_request(visit, channel, content))
-    if result.outcome == "suppressed":
-        return Step(StepOutcome.SUPPRESSED, port="out", detail=f"{channel}: {result.reason}"[:500], message_id=result.message_id)
-    _remember_touch(visit, channel, result.message_id)
-    return Step(StepOutcome.SENT, port="out", detail=channel, message_id=result.message_id)
+    sent = visit.sends.dispatch(_send_request(visit, channel, content))
+    if sent.outcome == Outcome.SUPPRESSED:
+        return Step(StepOutcome.SUPPRESSED, port="out", detail=f"{channel}: {sent.reason}"[:500], sent=sent)
+    _remember_touch(visit, channel, sent)
+    return Step(StepOutcome.SENT, port="out", detail=channel, sent=sent)
 
 
 def _template_context(visit: Visit) -> dict:
@@ -146,10 +148,14 @@ def _send_request(visit: Visit, channel: str, content: dict) -> SendRequest:
     )
 
 
-def _remember_touch(visit: Visit, channel: str, message_id: int | None) -> None:
+def _remember_touch(visit: Visit, channel: str, sent: PendingSend) -> None:
+    """The message ids arrive when the batch's messages are written (see DispatchBatch)."""
     ctx = visit.enrollment.context
-    ctx["last_message_id"] = message_id
-    ctx.setdefault("touches", []).append({"message_id": message_id, "channel": channel, "at": visit.now.isoformat()})
+    touch = {"message_id": None, "channel": channel, "at": visit.now.isoformat()}
+    ctx.setdefault("touches", []).append(touch)
+    sent.fill(touch, "message_id")
+    sent.fill(ctx, "last_message_id")
+    visit.enrollment.unwritten_send = sent
 
 
 # --- wait for event ----------------------------------------------------------------------
@@ -160,8 +166,14 @@ def arrive_wait(visit: Visit) -> Step:
     until = timing.timeout_at(config["timeout"], visit.now, customer_tz=visit.customer.timezone)
     enrollment.context["wait"] = {"node": visit.node["id"], "since": visit.now.isoformat()}
     if config.get("mode") == "engagement":
-        enrollment.wait_message_id = enrollment.context.get("last_message_id")
-        if _engaged(visit):
+        unwritten = getattr(enrollment, "unwritten_send", None)
+        if unwritten is not None and unwritten.message_id is None:
+            # Sent earlier in this very batch: its id comes when the batch is written, and
+            # a message not yet written cannot have been opened.
+            unwritten.fill(enrollment, "wait_message_id")
+        else:
+            enrollment.wait_message_id = enrollment.context.get("last_message_id")
+        if enrollment.wait_message_id is not None and _engaged(visit):
             # Opened (or clicked) before the wait began, e.g. during a delay: the timeout
             # would only make the "happened" branch late.
             enrollment.context.pop("wait")

@@ -204,3 +204,33 @@ def test_asking_for_help_enqueues_one_drain_per_idle_worker_however_often_it_is_
         _ask_for_help()
 
     assert OrmQ.objects.count() == max(workers - 1, 0)
+
+
+def test_an_event_after_the_wait_timed_out_does_not_count_even_before_the_poller_ran():
+    journey = make_live_journey(
+        {
+            "nodes": [
+                node("entry", "entry", trigger="api"),
+                node("wait", "wait_for_event", mode="event", event="Order Completed", timeout={"amount": 1, "unit": "hours"}),
+                node("bought", "exit"),
+                node("nudge", "send", channel="sms", content={"sms": {"body": "Still there?"}}),
+            ],
+            "edges": [
+                {"from": "entry", "port": "out", "to": "wait"},
+                {"from": "wait", "port": "happened", "to": "bought"},
+                {"from": "wait", "port": "timed_out", "to": "nudge"},
+            ],
+        },
+        name="Late order",
+    )
+    person = customer("c-1")
+    enrol(journey, person, trigger_key="api:1", context={}, now=NOW)
+    run_due(now=NOW)
+    late = Event.objects.create(customer=person, name="Order Completed", occurred_at=NOW + dt.timedelta(hours=2), source="t")
+
+    handle_events([late.pk], now=NOW + dt.timedelta(hours=2))
+    run_due(now=NOW + dt.timedelta(hours=2))
+
+    outcomes = list(EnrollmentStep.objects.filter(node_id="wait").values_list("outcome", flat=True))
+    assert outcomes == ["waiting", "timed_out"]
+    assert Message.objects.get().channel == Channel.SMS

@@ -183,7 +183,10 @@ def _wait_matches(enrollment: Enrollment, event: Event) -> bool:
     version = JourneyVersion.objects.only("graph").get(pk=enrollment.version_id)
     node = version.node(enrollment.current_node) or {}
     since = datetime.fromisoformat(wait["since"]) if wait.get("since") else enrollment.entered_at
-    return event.occurred_at >= since and matches((node.get("config") or {}).get("filters") or [], event.properties or {})
+    # due_at is the timeout while waiting: an event after it came too late, even if the
+    # poller has not yet moved this enrollment down its timed-out branch.
+    in_time = since <= event.occurred_at and (enrollment.due_at is None or event.occurred_at <= enrollment.due_at)
+    return in_time and matches((node.get("config") or {}).get("filters") or [], event.properties or {})
 
 
 def _mark_happened(enrollment: Enrollment, detail: str, now: datetime, **extra) -> None:

@@ -234,3 +234,19 @@ def test_an_event_after_the_wait_timed_out_does_not_count_even_before_the_poller
     outcomes = list(EnrollmentStep.objects.filter(node_id="wait").values_list("outcome", flat=True))
     assert outcomes == ["waiting", "timed_out"]
     assert Message.objects.get().channel == Channel.SMS
+
+
+def test_within_the_last_seconds_the_most_recently_due_step_goes_first():
+    """A launch entering thousands at once is itself "just due" for a few seconds; a timer
+    falling due during them still goes first."""
+    journey = make_live_journey(
+        linear_graph(node("entry", "entry", trigger="api"), node("wait", "delay", mode="duration", amount=1, unit="days")),
+        name="Launch",
+    )
+    for n in range(3):
+        enrol(journey, customer(f"launch-{n}"), trigger_key=f"api:l{n}", context={}, now=NOW - dt.timedelta(seconds=3))
+    enrol(journey, customer("timer"), trigger_key="api:t", context={}, now=NOW - dt.timedelta(seconds=1))
+
+    run_due(now=NOW, batch_size=1, max_batches=1)
+
+    assert list(Enrollment.objects.filter(current_node="wait").values_list("customer__external_id", flat=True)) == ["timer"]

@@ -118,11 +118,12 @@ def _run_batch(now: datetime, batch_size: int, ids: list[int] | None, live_only:
         return RunStats(enrollments=len(enrollments), steps=batch.steps_taken, messages=batch.messages, batches=1)
 
 
-# Steps that fell due in the last few seconds are claimed before an older backlog: a
-# launch that enters 100,000 people at once must not make every timed step elsewhere (a
-# 45-minute delay ending now, a 09:00 send) wait behind it. The backlog drains with the
-# capacity left over, oldest first.
-FRESH = timedelta(seconds=10)
+# Steps that fell due in the last few seconds are claimed before an older backlog, the
+# most recently due first: a launch that enters 100,000 people at once must not make every
+# timed step elsewhere (a 45-minute delay ending now, a 09:00 send) wait behind it, not
+# even during the launch's own first seconds. The backlog drains with the capacity left
+# over, oldest first; under overload a step waits at most FRESH before it joins it.
+FRESH = timedelta(seconds=5)
 
 
 def _claim(now: datetime, limit: int, ids: list[int] | None, live_only: bool) -> list[Enrollment]:
@@ -132,14 +133,15 @@ def _claim(now: datetime, limit: int, ids: list[int] | None, live_only: bool) ->
         qs = qs.filter(journey__status=JourneyStatus.LIVE)
     if ids is not None:
         return _locked(qs.filter(pk__in=ids), limit)
-    claimed = _locked(qs.filter(due_at__gt=now - FRESH), limit)
+    claimed = _locked(qs.filter(due_at__gt=now - FRESH), limit, newest_first=True)
     if len(claimed) < limit:
         claimed += _locked(qs.filter(due_at__lte=now - FRESH), limit - len(claimed))
     return claimed
 
 
-def _locked(qs: QuerySet[Enrollment], limit: int) -> list[Enrollment]:
-    return list(qs.order_by("due_at", "id").select_for_update(skip_locked=True, of=("self",))[:limit])
+def _locked(qs: QuerySet[Enrollment], limit: int, *, newest_first: bool = False) -> list[Enrollment]:
+    order = ("-due_at", "-id") if newest_first else ("due_at", "id")
+    return list(qs.order_by(*order).select_for_update(skip_locked=True, of=("self",))[:limit])
 
 
 class _Batch:

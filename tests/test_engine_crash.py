@@ -1,7 +1,7 @@
 """Every send exactly once while engine workers are killed with SIGKILL at random moments.
 
-Three hundred customers enter a live journey (entry → SMS → email → push → update profile
-→ exit: 1,800 logged steps, 900 messages). Three worker processes run the real engine on
+A thousand customers enter a live journey (entry → SMS → email → push → update profile
+→ exit: 6,000 logged steps, 3,000 messages). Three worker processes run the real engine on
 the test database: claim a small batch (``SELECT … FOR UPDATE SKIP LOCKED``), advance it,
 deliver its messages after commit, and sweep stranded messages. Every 50–300 ms one of
 them, at random, is killed with SIGKILL (mid-transaction, mid-delivery, between the two:
@@ -17,8 +17,7 @@ key, which the outbox absorbs (counted in ``attempts``).
 Workers are forked from one prepared process, so a replacement starts in milliseconds
 instead of the seconds Django's start-up takes. The kill schedule runs on the wall clock:
 the workers are separate processes, so time-machine cannot move their time. The audience
-is sized for the suite's time budget on a 2-core machine (the engine does some twenty
-queries per message).
+is sized for the suite's time budget on a 2-core machine (about 15 s).
 """
 from __future__ import annotations
 
@@ -58,7 +57,7 @@ pytestmark = [
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
-CUSTOMERS = 300
+CUSTOMERS = 1000
 SEND_NODES = ("sms", "email", "push")
 WORKERS = 3
 BATCH_SIZE = 3

@@ -140,7 +140,7 @@ def seed_journeys() -> list[str]:
         specs.append(("Win back lapsed app users", win_back(lapsed.pk), True, dict(
             description="A push to app users gone quiet for 30 days; an email offer if they ignore it.",
             priority=4, tags=["retention"], goal_event="App Opened", goal_window_seconds=7 * 86400,
-            holdout_percent=10)))
+            goal_value_property="", holdout_percent=10)))
     for name, graph, live, fields in specs:
         if _create(name, graph, live=live, **fields):
             created.append(name)

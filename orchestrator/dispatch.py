@@ -61,8 +61,7 @@ def dispatch(request: SendRequest) -> DispatchResult:
     _require_transaction()
     _validate(request)
     customer = Customer.objects.get(pk=request.customer_id)
-    reason = suppression_reason(customer, request.channel, request.category)
-    # governor.evaluate() goes here (issue: global frequency governor)
+    reason = decide(customer, request)
     queued = do_queue_message(_queue_request(request))
     message_id = queued.message.pk
     if not queued.created:
@@ -79,6 +78,13 @@ def _require_transaction() -> None:
         # Outside a transaction the message would be written apart from the step that
         # caused it, and delivery would run before the caller's own writes commit.
         raise RuntimeError("dispatch() must be called inside the caller's transaction")
+
+
+def decide(customer: Customer, request: SendRequest, reach: Reachability | None = None) -> str:
+    """The one decision whether a send may go, for single sends and batches alike: ""
+    to go, else the reason it is suppressed."""
+    # governor.evaluate() goes here (issue: global frequency governor)
+    return suppression_reason(customer, request.channel, request.category, reach)
 
 
 def suppression_reason(customer: Customer, channel: str, category: str, reach: Reachability | None = None) -> str:
@@ -145,8 +151,7 @@ class DispatchBatch:
         _validate(request)
         if self._reach is None:  # read on the first send: a batch of delays reads nothing
             self._reach = Reachability.load(self.customers)
-        reason = suppression_reason(self.customers[request.customer_id], request.channel, request.category, self._reach)
-        # governor.evaluate() goes here too (issue: global frequency governor)
+        reason = decide(self.customers[request.customer_id], request, self._reach)
         pending = PendingSend(Outcome.SUPPRESSED if reason else Outcome.QUEUED, reason)
         self.pending.append((_queue_request(request), reason, pending))
         return pending

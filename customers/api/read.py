@@ -32,12 +32,11 @@ from rest_framework.decorators import api_view
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.serializers import Serializer
-from rest_framework.utils.urls import remove_query_param, replace_query_param
 
 from channels_app.models import Message
 from customers.api import serializers as s
 from customers.api.ingest_schema import ErrorResponse
+from customers.api.paging import page_response, validated_query
 from customers.consent import do_set_consent
 from customers.models import Consent, ConsentChange, ContactPoint, Customer, Event, ProfileUpdate
 from orchestrator.api_keys import api_access, request_source
@@ -67,12 +66,6 @@ _READ_ACCESS = " Requires scope `read` (API key) or capability `customers.view` 
 # --- Helpers ---------------------------------------------------------------------------------
 
 
-def _query(serializer_class: type[Serializer], request: Request) -> dict:
-    serializer = serializer_class(data=request.query_params)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
-
-
 def _customer_or_404(external_id: str, queryset: QuerySet[Customer] | None = None) -> Customer:
     if "\x00" in external_id:  # PostgreSQL text cannot hold NUL, so no customer has it
         raise NotFound(f"No customer with external id {external_id!r}.")
@@ -80,26 +73,6 @@ def _customer_or_404(external_id: str, queryset: QuerySet[Customer] | None = Non
         return (queryset if queryset is not None else Customer.objects.all()).get(external_id=external_id)
     except Customer.DoesNotExist:
         raise NotFound(f"No customer with external id {external_id!r}.") from None
-
-
-def _page(request: Request, queryset: QuerySet, params: dict, serializer_class) -> Response:
-    """One limit/offset page; skips the row query when the page is empty."""
-    limit, offset = params["limit"], params["offset"]
-    count = queryset.count()
-    rows = list(queryset[offset : offset + limit]) if offset < count else []
-    url = request.build_absolute_uri()
-    next_url = previous_url = None
-    if offset + limit < count:
-        next_url = replace_query_param(replace_query_param(url, "limit", limit), "offset", offset + limit)
-    if offset > 0:
-        previous = replace_query_param(url, "limit", limit)
-        previous_url = (
-            remove_query_param(previous, "offset")
-            if offset <= limit
-            else replace_query_param(previous, "offset", offset - limit)
-        )
-    data = serializer_class(rows, many=True, context={"request": request}).data
-    return Response({"count": count, "next": next_url, "previous": previous_url, "results": data})
 
 
 def _count_of(model) -> Coalesce:
@@ -172,14 +145,14 @@ def _consent_state(customer: Customer) -> dict:
 @api_access(scope=READ_SCOPE, capability=READ_CAPABILITY)
 @api_view(["GET"])
 def customer_list(request: Request) -> Response:
-    params = _query(s.CustomerListQuerySerializer, request)
+    params = validated_query(s.CustomerListQuerySerializer, request)
     enabled_points = Prefetch(
         "contact_points",
         queryset=ContactPoint.objects.filter(enabled=True).only("id", "customer_id", "channel"),
         to_attr="enabled_points",
     )
     queryset = filter_customers(params).prefetch_related(enabled_points)
-    return _page(request, queryset, params, s.CustomerSummarySerializer)
+    return page_response(request, queryset, params, s.CustomerSummarySerializer)
 
 
 @extend_schema(
@@ -220,7 +193,7 @@ def customer_detail(request: Request, external_id: str) -> Response:
 @api_access(scope=READ_SCOPE, capability=READ_CAPABILITY)
 @api_view(["GET"])
 def customer_events(request: Request, external_id: str) -> Response:
-    params = _query(s.EventQuerySerializer, request)
+    params = validated_query(s.EventQuerySerializer, request)
     customer = _customer_or_404(external_id)
     events = Event.objects.filter(customer=customer)
     if params.get("name"):
@@ -229,7 +202,7 @@ def customer_events(request: Request, external_id: str) -> Response:
         events = events.filter(occurred_at__gte=params["since"])
     if params.get("until"):
         events = events.filter(occurred_at__lt=params["until"])
-    return _page(request, events.order_by("-occurred_at", "-id"), params, s.EventSerializer)
+    return page_response(request, events.order_by("-occurred_at", "-id"), params, s.EventSerializer)
 
 
 @extend_schema(
@@ -246,7 +219,7 @@ def customer_events(request: Request, external_id: str) -> Response:
 @api_access(scope=READ_SCOPE, capability=READ_CAPABILITY)
 @api_view(["GET"])
 def customer_messages(request: Request, external_id: str) -> Response:
-    params = _query(s.MessageQuerySerializer, request)
+    params = validated_query(s.MessageQuerySerializer, request)
     customer = _customer_or_404(external_id)
     messages = Message.objects.filter(customer=customer).prefetch_related("transitions")
     for field in ("channel", "status"):
@@ -256,7 +229,7 @@ def customer_messages(request: Request, external_id: str) -> Response:
         messages = messages.filter(queued_at__gte=params["since"])
     if params.get("until"):
         messages = messages.filter(queued_at__lt=params["until"])
-    return _page(request, messages.order_by("-queued_at", "-id"), params, s.MessageSerializer)
+    return page_response(request, messages.order_by("-queued_at", "-id"), params, s.MessageSerializer)
 
 
 _CONSENT_PATCH = PolymorphicProxySerializer(

@@ -22,7 +22,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from customers.api.ingest_schema import ErrorResponse
-from customers.api.read import _page, _query
+from customers.api.paging import page_response, validated_query
 from customers.models import Customer
 from journeys import graph as graphs
 from journeys.models import Journey, JourneyVersion
@@ -146,11 +146,11 @@ def journey_collection(request: Request) -> Response:
     if request.method == "POST":
         journey = do_create_journey(JourneyInput.from_mapping(request.data), _actor(request))
         return _detail(journey.pk, status.HTTP_201_CREATED)
-    params = _query(s.JourneyListQuerySerializer, request)
+    params = validated_query(s.JourneyListQuerySerializer, request)
     journeys = _with_version_numbers(Journey.objects.all())
     if params.get("status"):
         journeys = journeys.filter(status=params["status"])
-    return _page(request, journeys.order_by("name", "id"), params, s.JourneySummarySerializer)
+    return page_response(request, journeys.order_by("name", "id"), params, s.JourneySummarySerializer)
 
 
 @extend_schema(

@@ -354,3 +354,7 @@ class SchedulerLeaseAdmin(ReadOnlyModelAdmin):
 
     list_display = ["name", "holder", "expires_at"]
     readonly_fields = ["name", "holder", "expires_at"]
+
+
+# The frequency governor's policy (caps, settings, quiet hours) and its audit trail.
+from orchestrator.governor import admin as _governor_admin  # noqa: E402, F401

@@ -62,3 +62,11 @@ from orchestrator.engine.models import (  # noqa: E402, F401
     SchedulerLease,
     StepOutcome,
 )
+
+# The frequency governor's admin-managed policy and its audit trail.
+from orchestrator.governor.models import (  # noqa: E402, F401
+    FrequencyRule,
+    GovernorSettings,
+    PolicyChange,
+    QuietHoursRule,
+)

@@ -8,6 +8,7 @@ from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from orchestrator.api_keys import do_create_api_key, forget_cached_keys
+from orchestrator.governor.loading import forget_policy
 from orchestrator.roles import Role
 
 
@@ -15,9 +16,11 @@ from orchestrator.roles import Role
 def _clear_cache():
     cache.clear()
     forget_cached_keys()
+    forget_policy()
     yield
     cache.clear()
     forget_cached_keys()
+    forget_policy()
 
 
 @pytest.fixture(autouse=True)

@@ -32,6 +32,7 @@ from orchestrator.api_keys import KEY_PREFIX, find_key
 from orchestrator.engine.entry import enrol
 from orchestrator.engine.lease import acquire
 from orchestrator.engine.runner import run_due
+from orchestrator.governor.models import PolicyChange
 from orchestrator.models import ApiKey
 from orchestrator.roles import Role
 from tests.journey_factories import linear_graph, make_live_journey, node
@@ -99,6 +100,8 @@ def everything(customer, make_api_key, admin_role_user):
     run_due(now=now)
     acquire("engine-tick", "smoke", now=now, ttl=datetime.timedelta(seconds=60))
     api_key, clear = make_api_key(("ingest",), name="website")
+    # The frequency policy's rows come from its data migration; its audit trail needs one.
+    PolicyChange.objects.create(user=admin_role_user, model_label="orchestrator.frequencyrule", object_id="1", object_repr="Rule", action="changed", before={}, after={})
     return {"message": message, "api_key": api_key, "clear_key": clear}
 
 
@@ -135,6 +138,7 @@ def test_every_changelist_change_and_add_page_renders_for_the_admin_role(admin_c
         "Customer", "ContactPoint", "Consent", "ConsentChange", "Event", "ProfileUpdate",
         "SuppressedIdentifier", "Segment", "Message", "MessageTransition", "ApiKey", "OutboxMessage",
         "Journey", "JourneyVersion", "Enrollment", "EnrollmentStep", "SchedulerLease",
+        "FrequencyRule", "GovernorSettings", "QuietHoursRule", "PolicyChange",
     }
     assert admin_client.get(reverse("admin:index")).status_code == 200
 

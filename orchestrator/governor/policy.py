@@ -59,6 +59,11 @@ class Policy:
     # A deferral that would end later than this after the send was due suppresses instead.
     defer_horizon: dt.timedelta = dt.timedelta(days=3)
 
+    @property
+    def restricts_anything(self) -> bool:
+        """False when there is nothing to enforce: no caps, no spacing, no quiet hours."""
+        return bool(self.rules or self.min_spacing or self.quiet_hours)
+
 
 @dataclass(frozen=True)
 class PastMessage:
@@ -89,6 +94,16 @@ class Verdict:
     reason: str = ""  # human: names the rule and what it saw
     rule: str = ""  # the rule's name ("quiet hours sms", "min spacing", a CapRule name)
     counts: dict = field(default_factory=dict)  # what the rule counted, e.g. {"count": 3, "max": 3}
+    # Every rule that held the send back, in the order met (not part of equality: the rule
+    # and counts above are what a verdict is compared by).
+    rules_hit: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def only_quiet_hours(self) -> bool:
+        """Held back by quiet hours alone (no cap or spacing): the node's on-cap choice
+        does not apply."""
+        hits = self.rules_hit or ((self.rule,) if self.rule else ())
+        return bool(hits) and all(rule.startswith("quiet hours") for rule in hits)
 
     @property
     def allowed(self) -> bool:

@@ -149,7 +149,9 @@ def _validate(request: QueueRequest) -> None:
         raise InvalidMessageRequest("idempotency_key: required, at most 255 characters")
 
 
-def _existing(request: QueueRequest) -> Message | None:
+def existing_message(request: QueueRequest) -> Message | None:
+    """The message already holding this request's key (None if none); a key held for another
+    customer or channel raises IdempotencyConflict."""
     message = Message.objects.filter(idempotency_key=request.idempotency_key).first()
     mine = (request.customer_id, request.channel, request.category)
     if message and (message.customer_id, message.channel, message.category) != mine:
@@ -187,7 +189,7 @@ def do_queue_message(request: QueueRequest) -> QueueResult:
             )
             MessageTransition.objects.create(message=message, from_status="", to_status=S.QUEUED, at=at)
     except IntegrityError:
-        existing = _existing(request)
+        existing = existing_message(request)
         if existing is None:  # not a duplicate key (e.g. a bad customer id)
             raise
         return QueueResult(message=existing, created=False)

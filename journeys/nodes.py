@@ -208,9 +208,16 @@ def validate_delay(config: Mapping) -> Problems:
 # --- send -----------------------------------------------------------------------------
 
 
+# What a send does when a frequency cap holds it back (quiet hours always defer):
+# wait for room (up to the policy's horizon), skip to the next step, or leave the journey.
+ON_CAP = ("defer", "skip", "exit")
+
+
 @_config_object
 def validate_send(config: Mapping) -> Problems:
-    problems = _unknown_keys(config, {"channel", "content"}) + _choice(config, "channel", CHANNELS)
+    problems = _unknown_keys(config, {"channel", "content", "on_cap"}) + _choice(config, "channel", CHANNELS)
+    if "on_cap" in config:
+        problems += _choice(config, "on_cap", ON_CAP)
     content = config.get("content")
     if content is None:
         return problems + [("content", "is required: a send needs content for its channel")]

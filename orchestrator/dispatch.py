@@ -13,6 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from django.db import transaction
+from django.utils import timezone
 
 from channels_app.delivery import deliver_after_commit, deliver_many_after_commit
 from channels_app.ledger import (
@@ -20,12 +21,17 @@ from channels_app.ledger import (
     QueueRequest,
     do_queue_message,
     do_transition_message,
+    existing_message,
     queue_many,
 )
 from channels_app.models import MessageStatus
 from channels_app.reachability import NO_ADDRESS, Reachability
 from customers.enums import BLOCKING_CONSENT, Category, Channel
 from customers.models import Customer
+from orchestrator.governor.evaluate import Governor
+from orchestrator.governor.models import GovernorVerdict
+from orchestrator.governor.policy import Candidate, Verdict
+from orchestrator.governor.policy import Decision as GovernorDecision
 
 
 @dataclass(frozen=True)
@@ -41,11 +47,23 @@ class SendRequest:
     enrollment_id: int | None = None
     template_name: str = ""
     at: datetime | None = None
+    # What the frequency governor weighs: the journey's priority and tags, and what the
+    # send node does when a cap (not quiet hours, which always defer) holds it back.
+    priority: int = 5
+    journey_tags: tuple[str, ...] = ()
+    on_cap: str = "defer"
+
+
+class OnCap(StrEnum):
+    DEFER = "defer"  # wait for room, up to the policy's horizon; suppressed after it
+    SKIP = "skip"  # suppress this send and go on to the next step
+    EXIT = "exit"  # suppress this send and leave the journey
 
 
 class Outcome(StrEnum):
     QUEUED = "queued"
     SUPPRESSED = "suppressed"
+    DEFERRED = "deferred"  # nothing written: try again at ``until``
     DUPLICATE = "duplicate"  # the key already had a message: nothing new, nothing scheduled
 
 
@@ -54,21 +72,44 @@ class DispatchResult:
     outcome: Outcome
     message_id: int | None
     reason: str
+    until: datetime | None = None  # DEFERRED: when to try again
+    exit: bool = False  # SUPPRESSED by a cap on a node that exits on caps
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What decide() says of one send, with the verdict behind a refusal (for its record)."""
+
+    outcome: Outcome
+    reason: str = ""
+    verdict: Verdict | None = None
+    exit: bool = False
+
+    @property
+    def until(self) -> datetime | None:
+        return self.verdict.until if self.outcome == Outcome.DEFERRED and self.verdict else None
 
 
 def dispatch(request: SendRequest) -> DispatchResult:
     """Queue one message (or record why it may not go). Must run inside a transaction."""
     _require_transaction()
     _validate(request)
+    existing = existing_message(_queue_request(request))
+    if existing is not None:  # checked first: a retried send is never judged (or deferred) again
+        return DispatchResult(Outcome.DUPLICATE, existing.pk, "idempotency key already used")
     customer = Customer.objects.get(pk=request.customer_id)
-    reason = decide(customer, request)
+    decision = decide(customer, request, governor=Governor([customer.pk], now=_at(request)))
+    if decision.outcome == Outcome.DEFERRED:
+        _record([(request, decision, None)])
+        return DispatchResult(Outcome.DEFERRED, None, decision.reason, until=decision.until)
     queued = do_queue_message(_queue_request(request))
     message_id = queued.message.pk
     if not queued.created:
         return DispatchResult(Outcome.DUPLICATE, message_id, "idempotency key already used")
-    if reason:
-        do_transition_message(message_id, MessageStatus.SUPPRESSED, at=request.at, detail=reason)
-        return DispatchResult(Outcome.SUPPRESSED, message_id, reason)
+    if decision.outcome == Outcome.SUPPRESSED:
+        do_transition_message(message_id, MessageStatus.SUPPRESSED, at=request.at, detail=decision.reason)
+        _record([(request, decision, message_id)])
+        return DispatchResult(Outcome.SUPPRESSED, message_id, decision.reason, exit=decision.exit)
     deliver_after_commit(message_id)
     return DispatchResult(Outcome.QUEUED, message_id, "")
 
@@ -80,11 +121,53 @@ def _require_transaction() -> None:
         raise RuntimeError("dispatch() must be called inside the caller's transaction")
 
 
-def decide(customer: Customer, request: SendRequest, reach: Reachability | None = None) -> str:
-    """The one decision whether a send may go, for single sends and batches alike: ""
-    to go, else the reason it is suppressed."""
-    # governor.evaluate() goes here (issue: global frequency governor)
-    return suppression_reason(customer, request.channel, request.category, reach)
+def decide(customer: Customer, request: SendRequest, reach: Reachability | None = None, *, governor: Governor) -> Decision:
+    """The one decision whether a send may go, for single sends and batches alike: consent
+    and an address first, then the frequency governor, then the node's on-cap behaviour."""
+    reason = suppression_reason(customer, request.channel, request.category, reach)
+    if reason:
+        rule = "consent" if "/" in reason else "reachability"
+        return Decision(Outcome.SUPPRESSED, reason, Verdict(GovernorDecision.SUPPRESS, reason=reason, rule=rule))
+    verdict = governor.evaluate(customer.pk, _candidate(customer, request))
+    if verdict.allowed:
+        return Decision(Outcome.QUEUED)
+    quiet = verdict.only_quiet_hours
+    if verdict.decision == GovernorDecision.DEFER and (quiet or request.on_cap == OnCap.DEFER):
+        return Decision(Outcome.DEFERRED, verdict.reason, verdict)
+    # Past the horizon, or held by a cap on a node that skips or exits rather than waits;
+    # quiet hours alone never make a customer leave the journey.
+    return Decision(Outcome.SUPPRESSED, verdict.reason, verdict, exit=request.on_cap == OnCap.EXIT and not quiet)
+
+
+def _candidate(customer: Customer, request: SendRequest) -> Candidate:
+    return Candidate(
+        channel=request.channel, category=request.category, at=_at(request),
+        customer_timezone=customer.timezone, journey_tags=frozenset(request.journey_tags), priority=request.priority,
+    )
+
+
+def _at(request: SendRequest) -> datetime:
+    return request.at or timezone.now()
+
+
+def _record(refusals: list[tuple[SendRequest, Decision, object]]) -> list[GovernorVerdict]:
+    """Store every refusal (deferred or suppressed) with its rule and counts, in one INSERT.
+    The third item is the suppressed message's id, or a PendingSend that fills it in."""
+    rows = []
+    for request, decision, message in refusals:
+        verdict = decision.verdict
+        row = GovernorVerdict(
+            customer_id=request.customer_id, channel=request.channel, category=request.category,
+            decision=(GovernorVerdict.Decision.DEFER if decision.outcome == Outcome.DEFERRED else GovernorVerdict.Decision.SUPPRESS),
+            until=decision.until, rule=verdict.rule[:200], reason=decision.reason[:500], counts=verdict.counts,
+            journey_id=request.journey_id, enrollment_id=request.enrollment_id, node_id=request.node_id, at=_at(request),
+        )
+        if isinstance(message, PendingSend):
+            message.fill(row, "message_id")
+        else:
+            row.message_id = message
+        rows.append(row)
+    return GovernorVerdict.objects.bulk_create(rows)
 
 
 def suppression_reason(customer: Customer, channel: str, category: str, reach: Reachability | None = None) -> str:
@@ -106,6 +189,8 @@ class PendingSend:
     outcome: Outcome
     reason: str
     message_id: int | None = None
+    until: datetime | None = None
+    exit: bool = False
     _fills: list[tuple[object, str]] = field(default_factory=list)
 
     def fill(self, target: object, key: str) -> None:
@@ -138,33 +223,40 @@ class DispatchBatch:
     ``careful`` (the engine's retry after a failure) dispatches each send on its own, so a
     reused idempotency key is resolved instead of failing the batch."""
 
-    def __init__(self, customers: dict[int, Customer], *, careful: bool = False):
+    def __init__(self, customers: dict[int, Customer], *, now: datetime, careful: bool = False):
         self.customers = customers
         self.careful = careful
         self._reach: Reachability | None = None
+        self.governor = Governor(customers, now=now)
         self.pending: list[tuple[QueueRequest, str, PendingSend]] = []
+        self.refusals: list[tuple[SendRequest, Decision, object]] = []
 
     def dispatch(self, request: SendRequest) -> PendingSend:
         if self.careful:
             result = dispatch(request)
-            return PendingSend(result.outcome, result.reason, result.message_id)
+            return PendingSend(result.outcome, result.reason, result.message_id, until=result.until, exit=result.exit)
         _validate(request)
         if self._reach is None:  # read on the first send: a batch of delays reads nothing
             self._reach = Reachability.load(self.customers)
-        reason = decide(self.customers[request.customer_id], request, self._reach)
-        pending = PendingSend(Outcome.SUPPRESSED if reason else Outcome.QUEUED, reason)
-        self.pending.append((_queue_request(request), reason, pending))
+        decision = decide(self.customers[request.customer_id], request, self._reach, governor=self.governor)
+        pending = PendingSend(decision.outcome, decision.reason, until=decision.until, exit=decision.exit)
+        if decision.outcome != Outcome.QUEUED:
+            self.refusals.append((request, decision, pending if decision.outcome == Outcome.SUPPRESSED else None))
+        if decision.outcome != Outcome.DEFERRED:
+            self.pending.append((_queue_request(request), decision.reason, pending))
         return pending
 
     def flush(self) -> None:
-        """Write the batch's messages and schedule delivery of the queued ones after commit."""
-        if not self.pending:
+        """Write the batch's messages and refusals; schedule delivery of the queued ones
+        after commit."""
+        if not self.pending and not self.refusals:
             return
         _require_transaction()
         messages = queue_many([(request, reason) for request, reason, _ in self.pending])
         for message, (_, _, pending) in zip(messages, self.pending, strict=True):
             pending.resolve(message.pk)
-        self.pending = []
+        _record(self.refusals)
+        self.pending, self.refusals = [], []
         deliver_many_after_commit([m.pk for m in messages if m.status == MessageStatus.QUEUED])
 
 

@@ -67,6 +67,7 @@ from orchestrator.engine.models import (  # noqa: E402, F401
 from orchestrator.governor.models import (  # noqa: E402, F401
     FrequencyRule,
     GovernorSettings,
+    GovernorVerdict,
     PolicyChange,
     QuietHoursRule,
 )

@@ -72,3 +72,27 @@ def ingest_client(make_api_key):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {clear}")
     return client
+
+
+@pytest.fixture(autouse=True)
+def _no_frequency_policy_unless_governed(request):
+    """The shipped policy (3 marketing messages a day, 30 min spacing, quiet hours…) would
+    turn every test that sends into a governor test. Tests run with no caps, spacing or
+    quiet hours unless marked ``governed``, which keeps the migrated defaults."""
+    marker = request.node.get_closest_marker("django_db")
+    fixtures = set(request.fixturenames)
+    uses_db = marker is not None or fixtures & {"db", "transactional_db", "live_server"}
+    if not uses_db or request.node.get_closest_marker("governed"):
+        return
+    transactional = (marker is not None and marker.kwargs.get("transaction", False)) or fixtures & {
+        "transactional_db", "live_server"
+    }
+    request.getfixturevalue("transactional_db" if transactional else "db")
+    from orchestrator.governor.models import FrequencyRule, GovernorSettings, QuietHoursRule
+
+    FrequencyRule.objects.all().delete()
+    QuietHoursRule.objects.all().delete()
+    # update_or_create: a transactional test's flush deletes the migrated row, and without
+    # one the model's default (30 min spacing) applies.
+    GovernorSettings.objects.update_or_create(pk=1, defaults={"min_spacing_minutes": 0})
+    forget_policy()

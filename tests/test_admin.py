@@ -33,7 +33,7 @@ from orchestrator.engine.entry import enrol
 from orchestrator.engine.lease import acquire
 from orchestrator.engine.runner import run_due
 from orchestrator.governor.models import PolicyChange
-from orchestrator.models import ApiKey
+from orchestrator.models import ApiKey, GovernorVerdict
 from orchestrator.roles import Role
 from tests.journey_factories import linear_graph, make_live_journey, node
 
@@ -99,6 +99,10 @@ def everything(customer, make_api_key, admin_role_user):
     enrol(journey, customer, trigger_key="api:1", context={}, now=now)
     run_due(now=now)
     acquire("engine-tick", "smoke", now=now, ttl=datetime.timedelta(seconds=60))
+    GovernorVerdict.objects.create(
+        customer=customer, decision="defer", until=now, rule="min spacing", reason="30 min spacing", channel="sms",
+        category="marketing", at=now,
+    )
     api_key, clear = make_api_key(("ingest",), name="website")
     # The frequency policy's rows come from its data migration; its audit trail needs one.
     PolicyChange.objects.create(user=admin_role_user, model_label="orchestrator.frequencyrule", object_id="1", object_repr="Rule", action="changed", before={}, after={})
@@ -119,6 +123,7 @@ def test_every_model_of_chorus_is_registered():
     assert ours - set(admin.site._registry) == set()
 
 
+@pytest.mark.governed  # the shipped policy rows are among what must render
 def test_every_changelist_change_and_add_page_renders_for_the_admin_role(admin_client, admin_role_user, everything, rf):
     assert not admin_role_user.is_staff and not admin_role_user.is_superuser
     request = rf.get("/")
@@ -138,7 +143,7 @@ def test_every_changelist_change_and_add_page_renders_for_the_admin_role(admin_c
         "Customer", "ContactPoint", "Consent", "ConsentChange", "Event", "ProfileUpdate",
         "SuppressedIdentifier", "Segment", "Message", "MessageTransition", "ApiKey", "OutboxMessage",
         "Journey", "JourneyVersion", "Enrollment", "EnrollmentStep", "SchedulerLease",
-        "FrequencyRule", "GovernorSettings", "QuietHoursRule", "PolicyChange",
+        "FrequencyRule", "GovernorSettings", "QuietHoursRule", "PolicyChange", "GovernorVerdict",
     }
     assert admin_client.get(reverse("admin:index")).status_code == 200
 

@@ -24,6 +24,10 @@ RULE_FORM = {
 }
 
 
+# These tests are about the shipped policy rows themselves.
+pytestmark = pytest.mark.governed
+
+
 @pytest.fixture(autouse=True)
 def _fresh_policy_cache():
     forget_policy()

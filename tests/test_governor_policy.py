@@ -19,7 +19,7 @@ from orchestrator.governor.models import (
 )
 from orchestrator.governor.policy import CapRule, Policy, QuietHours, Scope
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.governed]
 
 DEFAULT_POLICY = Policy(
     rules=(

@@ -29,6 +29,7 @@ class ExitReason(models.TextChoices):
     CONVERTED = "converted", "Converted (goal reached)"
     STOPPED = "stopped", "Journey stopped"
     ERROR = "error", "Error"
+    CAPPED = "capped", "Held back by a frequency cap (the send node exits on caps)"
 
 
 class Enrollment(models.Model):
@@ -101,6 +102,7 @@ class StepOutcome(models.TextChoices):
     SENT = "sent", "Message queued"
     HELD_OUT = "held_out", "Held out (control group)"
     SUPPRESSED = "suppressed", "Suppressed"
+    DEFERRED = "deferred", "Deferred by the governor"
     FAILED = "failed", "Failed"
     HAPPENED = "happened", "Event happened"
     TIMED_OUT = "timed_out", "Timed out"

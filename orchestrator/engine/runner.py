@@ -109,7 +109,9 @@ def _run_batch(now: datetime, batch_size: int, ids: list[int] | None, live_only:
         batch = _Batch(enrollments, now, careful=isolate)
         # In customer order: an update-profile step locks its customer's row, and two
         # workers that lock customers in one order cannot deadlock.
-        for enrollment in sorted(enrollments, key=lambda e: (e.customer_id, e.pk)):
+        # Within one customer, higher-priority journeys first: when they compete for the
+        # last slot under a cap, the higher priority takes it.
+        for enrollment in sorted(enrollments, key=lambda e: (e.customer_id, -batch.priority(e), e.pk)):
             if isolate:
                 batch.advance_isolated(enrollment)
             else:
@@ -158,7 +160,10 @@ class _Batch:
         self.graphs = {pk: nodes_by_id(v.graph) for pk, v in self.versions.items()}
         self.segments = Segment.objects.in_bulk(_segment_ids(self.versions.values()))
         self.enrollments = enrollments
-        self.sends = DispatchBatch(self.customers, careful=careful)
+        self.sends = DispatchBatch(self.customers, now=now, careful=careful)
+
+    def priority(self, enrollment: Enrollment) -> int:
+        return self.journeys[enrollment.journey_id].priority
 
     def advance(self, enrollment: Enrollment) -> None:
         version = self.versions[enrollment.version_id]
@@ -218,6 +223,10 @@ class _Batch:
         """Apply a step's result; True when the enrollment moves on to another node."""
         if step.exit_reason:
             self._finish(enrollment, step.exit_reason)
+            return False
+        if step.retry_at is not None:
+            # The same node again later (a deferred send): arriving anew, with a new step number.
+            enrollment.phase, enrollment.state, enrollment.due_at = Phase.ARRIVE, EnrollmentState.ACTIVE, step.retry_at
             return False
         if step.sleep_until is not None:
             enrollment.phase = Phase.RESUME

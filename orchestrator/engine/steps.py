@@ -31,6 +31,7 @@ class Step:
     detail: str = ""
     sent: PendingSend | None = None  # a send's message; its id is known once the batch is written
     sleep_until: datetime | None = None
+    retry_at: datetime | None = None  # arrive at this same node again then (a deferred send)
     waiting: bool = False  # asleep at a wait node (an event can wake it)
     exit_reason: str = ""
     log: bool = True
@@ -115,8 +116,11 @@ def arrive_send(visit: Visit) -> Step:
     except TemplateError as error:
         return Step(StepOutcome.FAILED, port="out", detail=f"{channel}: {error.reason}"[:500])
     sent = visit.sends.dispatch(_send_request(visit, channel, content))
+    if sent.outcome == Outcome.DEFERRED:
+        return Step(StepOutcome.DEFERRED, detail=f"{channel}: {sent.reason}"[:500], retry_at=sent.until)
     if sent.outcome == Outcome.SUPPRESSED:
-        return Step(StepOutcome.SUPPRESSED, port="out", detail=f"{channel}: {sent.reason}"[:500], sent=sent)
+        exit_reason = ExitReason.CAPPED if sent.exit else ""
+        return Step(StepOutcome.SUPPRESSED, port="out", detail=f"{channel}: {sent.reason}"[:500], sent=sent, exit_reason=exit_reason)
     _remember_touch(visit, channel, sent)
     return Step(StepOutcome.SENT, port="out", detail=channel, sent=sent)
 
@@ -145,6 +149,9 @@ def _send_request(visit: Visit, channel: str, content: dict) -> SendRequest:
         enrollment_id=enrollment.pk,
         template_name=f"{visit.journey.name} · {visit.node.get('label') or visit.node['id']}"[:200],
         at=visit.now,
+        priority=visit.journey.priority,
+        journey_tags=tuple(visit.journey.tags or ()),
+        on_cap=visit.config.get("on_cap", "defer"),
     )
 
 

@@ -25,6 +25,7 @@ from orchestrator.governor.loading import forget_policy
 from orchestrator.governor.models import (
     FrequencyRule,
     GovernorSettings,
+    GovernorVerdict,
     PolicyChange,
     QuietHoursRule,
     window_in_words,
@@ -196,3 +197,26 @@ class PolicyChangeAdmin(ReadOnlyModelAdmin):
     @admin.display(description="After")
     def after_json(self, obj: PolicyChange) -> str:
         return pretty_json(obj.after)
+
+
+@admin.register(GovernorVerdict)
+class GovernorVerdictAdmin(ReadOnlyModelAdmin):
+    """Every send the governor deferred or suppressed, with its rule and counts."""
+
+    view_capability = Capability.MANAGE_POLICY
+    change_capability = Capability.MANAGE_POLICY
+    list_display = ["at", "customer", "decision", "channel", "rule", "until", "journey_id", "node_id"]
+    list_filter = ["decision", "channel", "rule", "at"]
+    search_fields = ["=customer__external_id", "rule"]
+    list_select_related = ["customer"]
+    show_full_result_count = False
+    fields = ["at", "customer", "decision", "until", "rule", "reason", "counts_json", "channel", "category",
+              "journey_id", "enrollment_id", "node_id", "message_id"]
+    readonly_fields = fields
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="Counts")
+    def counts_json(self, obj: GovernorVerdict) -> str:
+        return pretty_json(obj.counts)

@@ -224,3 +224,39 @@ class PolicyChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.object_repr} {self.action} by {self.username or 'unknown'}"
+
+
+class GovernorVerdict(models.Model):
+    """A send the governor (or consent, or reachability) did not allow as asked: deferred
+    until a moment, or suppressed, with the rule and what it counted. Read by the customer
+    timeline, the simulator and the cadence dashboards."""
+
+    class Decision(models.TextChoices):
+        DEFER = "defer", "Deferred"
+        SUPPRESS = "suppress", "Suppressed"
+
+    customer = models.ForeignKey("customers.Customer", on_delete=models.CASCADE, related_name="governor_verdicts")
+    decision = models.CharField(max_length=8, choices=Decision.choices)
+    until = models.DateTimeField(null=True, blank=True)
+    rule = models.CharField(max_length=200)
+    reason = models.CharField(max_length=500)
+    counts = models.JSONField(default=dict, blank=True)
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    category = models.CharField(max_length=16)
+    # Plain ids, like the ledger's: verdicts outlive edits of the journeys they name.
+    journey_id = models.BigIntegerField(null=True, blank=True)
+    enrollment_id = models.BigIntegerField(null=True, blank=True)
+    node_id = models.CharField(max_length=64, blank=True)
+    message_id = models.BigIntegerField(null=True, blank=True)  # the suppressed message, if one was recorded
+    at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [
+            models.Index(fields=["customer", "-at"], name="verdict_customer_time_idx"),
+            models.Index(fields=["at"], name="verdict_time_idx"),
+            models.Index(fields=["journey_id", "at"], name="verdict_journey_time_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.decision} {self.channel} for {self.customer_id}: {self.rule}"

@@ -173,20 +173,8 @@ def do_queue_message(request: QueueRequest) -> QueueResult:
     at = request.at or timezone.now()
     try:
         with transaction.atomic():
-            message = Message.objects.create(
-                customer_id=request.customer_id,
-                channel=request.channel,
-                category=request.category,
-                template_name=request.template_name,
-                content=dict(request.content),
-                journey_id=request.journey_id,
-                journey_version_id=request.journey_version_id,
-                node_id=request.node_id,
-                enrollment_id=request.enrollment_id,
-                idempotency_key=request.idempotency_key,
-                status=S.QUEUED,
-                queued_at=at,
-            )
+            message = _message_row(request, "", at=at)
+            message.save(force_insert=True)
             MessageTransition.objects.create(message=message, from_status="", to_status=S.QUEUED, at=at)
     except IntegrityError:
         existing = existing_message(request)
@@ -220,8 +208,9 @@ def queue_many(entries: list[tuple[QueueRequest, str]]) -> list[Message]:
     return messages
 
 
-def _message_row(request: QueueRequest, reason: str) -> Message:
-    at = request.at or timezone.now()
+def _message_row(request: QueueRequest, reason: str, *, at: dt.datetime | None = None) -> Message:
+    """The unsaved row for a request: queued, or suppressed when ``reason`` is not ""."""
+    at = at or request.at or timezone.now()
     row = Message(
         customer_id=request.customer_id, channel=request.channel, category=request.category,
         template_name=request.template_name, content=dict(request.content), journey_id=request.journey_id,

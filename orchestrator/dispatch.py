@@ -8,6 +8,7 @@ so the customer's timeline says why nothing arrived.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -90,15 +91,18 @@ class Decision:
         return self.verdict.until if self.outcome == Outcome.DEFERRED and self.verdict else None
 
 
-def dispatch(request: SendRequest) -> DispatchResult:
-    """Queue one message (or record why it may not go). Must run inside a transaction."""
+def dispatch(request: SendRequest, *, deciding: Iterable[int] = ()) -> DispatchResult:
+    """Queue one message (or record why it may not go). Must run inside a transaction.
+    ``deciding``: the enrollments the caller's transaction advances besides this one."""
     _require_transaction()
     _validate(request)
     existing = existing_message(_queue_request(request))
     if existing is not None:  # checked first: a retried send is never judged (or deferred) again
         return DispatchResult(Outcome.DUPLICATE, existing.pk, "idempotency key already used")
     customer = Customer.objects.get(pk=request.customer_id)
-    decision = decide(customer, request, governor=Governor([customer.pk], now=_at(request)))
+    deciding = {*deciding, *([request.enrollment_id] if request.enrollment_id else [])}
+    governor = Governor([customer.pk], now=_at(request), deciding=deciding)
+    decision = decide(customer, request, governor=governor)
     if decision.outcome == Outcome.DEFERRED:
         _record([(request, decision, None)])
         return DispatchResult(Outcome.DEFERRED, None, decision.reason, until=decision.until)
@@ -131,7 +135,7 @@ def decide(customer: Customer, request: SendRequest, reach: Reachability | None 
     verdict = governor.evaluate(customer.pk, _candidate(customer, request))
     if verdict.allowed:
         return Decision(Outcome.QUEUED)
-    quiet = verdict.only_quiet_hours
+    quiet = verdict.always_defers  # quiet hours, or a yield to a higher-priority send
     if verdict.decision == GovernorDecision.DEFER and (quiet or request.on_cap == OnCap.DEFER):
         return Decision(Outcome.DEFERRED, verdict.reason, verdict)
     # Past the horizon, or held by a cap on a node that skips or exits rather than waits;
@@ -223,17 +227,18 @@ class DispatchBatch:
     ``careful`` (the engine's retry after a failure) dispatches each send on its own, so a
     reused idempotency key is resolved instead of failing the batch."""
 
-    def __init__(self, customers: dict[int, Customer], *, now: datetime, careful: bool = False):
+    def __init__(self, customers: dict[int, Customer], *, now: datetime, careful: bool = False, enrollment_ids: Iterable[int] = ()):
         self.customers = customers
         self.careful = careful
         self._reach: Reachability | None = None
-        self.governor = Governor(customers, now=now)
+        self.enrollment_ids = list(enrollment_ids)
+        self.governor = Governor(customers, now=now, deciding=self.enrollment_ids)
         self.pending: list[tuple[QueueRequest, str, PendingSend]] = []
         self.refusals: list[tuple[SendRequest, Decision, object]] = []
 
     def dispatch(self, request: SendRequest) -> PendingSend:
         if self.careful:
-            result = dispatch(request)
+            result = dispatch(request, deciding=self.enrollment_ids)
             return PendingSend(result.outcome, result.reason, result.message_id, until=result.until, exit=result.exit)
         _validate(request)
         if self._reach is None:  # read on the first send: a batch of delays reads nothing

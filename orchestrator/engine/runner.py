@@ -160,7 +160,7 @@ class _Batch:
         self.graphs = {pk: nodes_by_id(v.graph) for pk, v in self.versions.items()}
         self.segments = Segment.objects.in_bulk(_segment_ids(self.versions.values()))
         self.enrollments = enrollments
-        self.sends = DispatchBatch(self.customers, now=now, careful=careful)
+        self.sends = DispatchBatch(self.customers, now=now, careful=careful, enrollment_ids=[e.pk for e in enrollments])
 
     def priority(self, enrollment: Enrollment) -> int:
         return self.journeys[enrollment.journey_id].priority

@@ -25,6 +25,10 @@ class Decision(StrEnum):
     SUPPRESS = "suppress"
 
 
+# The rule a verdict names when a send yields its slot to a higher-priority send (rivals).
+YIELD_RULE = "priority"
+
+
 @dataclass(frozen=True)
 class CapRule:
     """At most ``max_count`` counted messages in any rolling ``window`` within the scope."""
@@ -97,6 +101,12 @@ class Verdict:
     # Every rule that held the send back, in the order met (not part of equality: the rule
     # and counts above are what a verdict is compared by).
     rules_hit: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def always_defers(self) -> bool:
+        """Quiet hours alone, or a yield to a higher-priority send: the send waits
+        whatever its node says to do on caps (it is not capped)."""
+        return self.rule == YIELD_RULE or self.only_quiet_hours
 
     @property
     def only_quiet_hours(self) -> bool:

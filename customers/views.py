@@ -325,6 +325,7 @@ TIMELINE_FILTER_LABELS = {
     "messages": "Messages",
     "consent": "Consent",
     "journeys": "Journeys",
+    "governor": "Held back",
 }
 
 

@@ -1,8 +1,8 @@
-"""One customer's history across apps: events, profile updates, messages, consent changes
-and the steps their journeys took.
+"""One customer's history across apps: events, profile updates, messages, consent changes,
+the steps their journeys took and the frequency governor's verdicts on their sends.
 
 Each source is read newest first with keyset pagination on its own indexed time column,
-then the five are merged. The order is total — (time, kind rank, id), descending — so a
+then the six are merged. The order is total — (time, kind rank, id), descending — so a
 cursor names exactly one position and "load older" never skips or repeats an entry,
 however many rows share a timestamp. Lives in orchestrator because it reads customers,
 channels_app and the journey engine's step log.
@@ -17,11 +17,13 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 
 from channels_app.models import Message
 from customers.models import ConsentChange, Customer, Event, ProfileUpdate
+from journeys.models import Journey
 from orchestrator.engine.models import EnrollmentStep
+from orchestrator.governor.models import GovernorVerdict
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # "<microseconds since EPOCH>.<kind>.<id>": digits only, so no sign, spaces or underscores;
@@ -35,14 +37,16 @@ class Kind(StrEnum):
     MESSAGE = "message"
     CONSENT = "consent"
     JOURNEY = "journey"  # one step of one of the customer's journey enrollments
+    GOVERNOR = "governor"  # a send the governor, consent or reachability deferred or suppressed
 
 
 # Tie-break between kinds at the same instant (higher first when reading newest first).
 # A journey step sits between the event that caused it and what it caused (a profile
-# update, a message), so a newest-first list reads as cause below effect.
-RANK = {Kind.EVENT: 0, Kind.JOURNEY: 1, Kind.PROFILE: 2, Kind.MESSAGE: 3, Kind.CONSENT: 4}
+# update, a message), so a newest-first list reads as cause below effect; a verdict sits
+# just above the suppressed message it explains.
+RANK = {Kind.EVENT: 0, Kind.JOURNEY: 1, Kind.PROFILE: 2, Kind.MESSAGE: 3, Kind.GOVERNOR: 4, Kind.CONSENT: 5}
 # Kinds that belong to a channel; a channel filter leaves only these.
-CHANNELLED = frozenset({Kind.MESSAGE, Kind.CONSENT})
+CHANNELLED = frozenset({Kind.MESSAGE, Kind.CONSENT, Kind.GOVERNOR})
 
 # The filters offered on the profile: name -> kinds shown.
 FILTERS: dict[str, frozenset[Kind]] = {
@@ -52,6 +56,7 @@ FILTERS: dict[str, frozenset[Kind]] = {
     "messages": frozenset({Kind.MESSAGE}),
     "consent": frozenset({Kind.CONSENT}),
     "journeys": frozenset({Kind.JOURNEY}),
+    "governor": frozenset({Kind.GOVERNOR}),
 }
 
 
@@ -71,6 +76,12 @@ def _consent_changes(customer: Customer) -> QuerySet:
     return ConsentChange.objects.filter(customer=customer).select_related("actor")
 
 
+def _verdicts(customer: Customer) -> QuerySet:
+    # Verdicts keep plain journey ids (they outlive the journeys); the name comes along.
+    name = Journey.objects.filter(pk=OuterRef("journey_id")).values("name")[:1]
+    return GovernorVerdict.objects.filter(customer=customer).annotate(journey_name=Subquery(name))
+
+
 def _journey_steps(customer: Customer) -> QuerySet:
     # The journey's name comes along in the same query; the enrollment's JSON does not.
     return (
@@ -87,6 +98,7 @@ SOURCES = {
     Kind.MESSAGE: (_messages, "queued_at"),
     Kind.CONSENT: (_consent_changes, "changed_at"),
     Kind.JOURNEY: (_journey_steps, "at"),
+    Kind.GOVERNOR: (_verdicts, "at"),
 }
 
 

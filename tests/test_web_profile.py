@@ -379,6 +379,46 @@ def test_empty_filter_says_nothing_matches(marketer, history):
     assert "Nothing matches this filter." in html
 
 
+def verdict(customer, at, *, decision="suppress", channel=Channel.SMS, **fields):
+    from orchestrator.governor.models import GovernorVerdict
+
+    values = {"rule": "one marketing message a day", "reason": "cap 'one marketing message a day': 1 of 1 in the last 24 h",
+              "counts": {"count": 1, "max": 1}, "category": Category.MARKETING}
+    return GovernorVerdict.objects.create(customer=customer, decision=decision, channel=channel, at=at, **(values | fields))
+
+
+def test_governor_verdicts_are_their_own_kind_above_the_message_they_suppressed(marketer, ada):
+    from journeys.models import Journey
+
+    journey = Journey.objects.create(name="Cart recovery")
+    at = NOW - timedelta(hours=2)
+    suppressed = message(ada, at, Channel.SMS, status=MessageStatus.SUPPRESSED, journey_id=journey.pk)
+    held = verdict(ada, at, message_id=suppressed.pk, journey_id=journey.pk, node_id="sms-1", enrollment_id=5)
+    deferred = verdict(ada, NOW - timedelta(hours=1), decision="defer", channel=Channel.PUSH, rule="quiet hours push",
+                       reason="quiet hours for push (21:00–08:00 Asia/Tokyo) until 08:00", until=NOW + timedelta(hours=11))
+
+    response = marketer.get(url(ada))
+
+    assert shown(response) == [("governor", deferred.pk), ("governor", held.pk), ("message", suppressed.pk)]
+    html = response.content.decode()
+    assert "SMS marketing send held back" in html
+    assert '<span class="badge badge-suppress">Suppressed</span>' in html
+    assert "cap &#x27;one marketing message a day&#x27;: 1 of 1 in the last 24 h" in html
+    assert "Cart recovery · step <span class=\"mono\">sms-1</span>" in html
+    assert '<span class="badge badge-defer">Deferred</span>' in html
+    assert "until <time datetime=\"2026-06-15T23:00:00+00:00\">Tue 16 Jun, 08:00</time>" in html  # Tokyo time
+
+
+def test_the_held_back_filter_shows_only_verdicts_and_the_channel_filter_applies_to_them(marketer, ada):
+    sms = verdict(ada, NOW - timedelta(hours=1))
+    push = verdict(ada, NOW - timedelta(hours=2), channel=Channel.PUSH)
+    message(ada, NOW - timedelta(hours=3))
+
+    assert shown(marketer.get(url(ada, kind="governor"))) == [("governor", sms.pk), ("governor", push.pk)]
+    assert shown(marketer.get(url(ada, kind="governor", channel="push"))) == [("governor", push.pk)]
+    assert f'href="{url(ada)}?kind=governor"' in marketer.get(url(ada)).content.decode()
+
+
 def test_load_older_pages_by_keyset_without_gaps_or_repeats(marketer, ada, monkeypatch):
     monkeypatch.setattr(customers.views, "TIMELINE_PAGE_SIZE", 4)
     same = NOW - timedelta(hours=3)
@@ -465,8 +505,8 @@ def test_profile_query_count_does_not_grow_with_history(messaging, ada, django_a
     for channel in Channel:
         do_set_consent(ada, channel, Category.MARKETING, ConsentStatus.OPTED_IN, source="api")
     assert _count_queries(messaging, ada) == few
-    # session, user, roles, customer, contact points, consents, four timeline sources
-    with django_assert_max_num_queries(10):
+    # session, user, roles, customer, contact points, consents, five timeline sources
+    with django_assert_max_num_queries(11):
         messaging.get(url(ada))
 
 

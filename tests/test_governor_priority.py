@@ -249,3 +249,19 @@ def _email_journey(name: str, **fields):
 
     config = {"channel": "email", "content": {"email": {"subject": "Hello", "html": "<p>Hi</p>", "text": "Hi"}}}
     return make_live_journey(linear_graph(node("entry", "entry", trigger="api"), node("email", "send", **config)), name=name, **fields)
+
+
+def test_a_batch_begun_a_moment_before_another_that_sent_first_still_counts_its_messages():
+    """Workers take their clock at the start of a batch. One that began at 12:00:00.000 but
+    reached the customer's lock after a batch begun at 12:00:00.500 had sent must count
+    that message, though it is stamped later than its own moment."""
+    set_policy(cap=1)
+    person = new_yorker()
+    first, second = sms_journey("First", priority=5), sms_journey("Second", priority=5)
+    first_in, second_in = enter(first, person, NOON), enter(second, person, NOON)
+
+    advance_alone(first_in, NOON + dt.timedelta(milliseconds=500))
+    advance_alone(second_in, NOON)
+
+    assert sent_journeys() == [first.pk]
+    assert list(GovernorVerdict.objects.values_list("journey_id", "rule")) == [(second.pk, CAP_NAME)]

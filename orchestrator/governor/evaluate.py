@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import replace
 
 from channels_app.ledger import COUNTED_STATUSES
 from channels_app.models import Message
@@ -52,6 +53,10 @@ class Governor:
         if self.policy is None:
             self._load()
         history = self.history[customer_id]
+        if history and history[-1].at > candidate.at:
+            # Another worker's batch, begun a moment after ours, sent first: judge at its
+            # moment, or its messages would look like this send's future and not count.
+            candidate = replace(candidate, at=history[-1].at)
         reserved, by = self._reservations(customer_id, candidate)
         verdict = judge(self.policy, candidate, history + reserved if reserved else history)
         if not verdict.allowed and reserved:
@@ -73,8 +78,8 @@ class Governor:
         for rival in self.rivals.get(customer_id, ()):
             if rival.priority <= candidate.priority:
                 break  # highest first: the rest do not outrank this send
-            wanted = PastMessage(rival.channel, rival.category, self.now, rival.tags)
-            rival_send = Candidate(rival.channel, rival.category, self.now, candidate.customer_timezone, rival.tags, rival.priority)
+            wanted = PastMessage(rival.channel, rival.category, candidate.at, rival.tags)
+            rival_send = Candidate(rival.channel, rival.category, candidate.at, candidate.customer_timezone, rival.tags, rival.priority)
             if judge(self.policy, rival_send, self.history[customer_id] + reserved).allowed:
                 reserved.append(wanted)
                 by.append(rival)

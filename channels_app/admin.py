@@ -1,15 +1,23 @@
-"""Admin for the message ledger: read-only, because only channels_app.ledger writes it."""
+"""Admin for the message ledger (read-only, because only channels_app.ledger writes it) and
+for the channel content rules (the Admin role only, every change in the policy audit trail).
+"""
 
 from __future__ import annotations
 
 import uuid
 
+from django import forms
 from django.contrib import admin
+from django.db import transaction
 from django.db.models import Q
 
-from channels_app.models import Message, MessageTransition, OutboxMessage
+from channels_app.content_rules import RULE_NAMES
+from channels_app.content_rules_loading import forget_rules
+from channels_app.models import ContentRuleSettings, Message, MessageTransition, OutboxMessage
 from customers.admin import customer_link
 from orchestrator.admin import ReadOnlyModelAdmin, ReadOnlyTabularInline, pretty_json
+from orchestrator.governor.admin import PolicyModelAdmin, do_save_policy_row
+from orchestrator.governor.models import PolicyChange
 
 TIMESTAMPS = [
     "queued_at", "sending_at", "sent_at", "delivered_at", "opened_at", "clicked_at",
@@ -106,3 +114,76 @@ class OutboxMessageAdmin(LedgerReadOnly):
     @admin.display(description="Content")
     def content_json(self, obj: OutboxMessage) -> str:
         return pretty_json(obj.content)
+
+
+# --- Content rules -------------------------------------------------------------------------
+
+
+def do_save_content_rules(row: ContentRuleSettings, user, *, created: bool) -> PolicyChange:
+    """Save the content rules with a PolicyChange (who, before, after), like the frequency
+    policy; once committed, every process reloads them."""
+    with transaction.atomic():
+        change = do_save_policy_row(row, user, created=created)
+        transaction.on_commit(forget_rules)
+    return change
+
+
+class PhraseListField(forms.CharField):
+    """A word list edited one phrase per line; blank lines are dropped, each line trimmed.
+
+    Not required: an empty list reaches the model's validation, whose message names the rule.
+    """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("widget", forms.Textarea(attrs={"rows": 8, "cols": 60}))
+        super().__init__(required=False, **kwargs)
+
+    def prepare_value(self, value):
+        return "\n".join(value) if isinstance(value, list | tuple) else value
+
+    def to_python(self, value) -> list[str]:
+        text = super().to_python(value)
+        return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _phrase_list(name: str) -> PhraseListField:
+    return PhraseListField(help_text=f"{ContentRuleSettings._meta.get_field(name).help_text} One per line.")
+
+
+class ContentRuleSettingsForm(forms.ModelForm):
+    sms_opt_out_phrases = _phrase_list("sms_opt_out_phrases")
+    sms_promotional_terms = _phrase_list("sms_promotional_terms")
+    in_app_presence_events = _phrase_list("in_app_presence_events")
+
+    class Meta:
+        model = ContentRuleSettings
+        fields = list(RULE_NAMES)
+
+
+@admin.register(ContentRuleSettings)
+class ContentRuleSettingsAdmin(PolicyModelAdmin):
+    """One row (pk=1): edited in place, never added twice, never deleted. Only MANAGE_POLICY."""
+
+    form = ContentRuleSettingsForm
+    list_display = ["__str__", "updated_at", "updated_by"]
+    list_select_related = ["updated_by"]
+    readonly_fields = ["updated_at", "updated_by"]
+    fieldsets = [
+        ("Push", {"fields": ["push_title_max_chars", "push_body_max_chars", "push_max_actions"]}),
+        ("SMS", {"fields": [
+            "sms_max_segments_marketing", "sms_max_segments_transactional", "sms_opt_out_phrases",
+            "sms_promotional_terms", "sms_discount_code_pattern",
+        ]}),
+        ("Email", {"fields": ["email_subject_max_chars"]}),
+        ("In-app", {"fields": ["in_app_requires_app_presence", "in_app_presence_events"]}),
+        ("History", {"fields": ["updated_at", "updated_by"]}),
+    ]
+
+    def save_model(self, request, obj, form, change):
+        do_save_content_rules(obj, request.user, created=not change)
+
+    def has_add_permission(self, request, *args) -> bool:
+        return super().has_add_permission(request, *args) and not ContentRuleSettings.objects.exists()
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -3,18 +3,23 @@
 `check_content()` is the one entry point: it takes a channel, a category and the
 channel's content fields (see `templating.CHANNEL_FIELDS`) and returns the problems
 found, each with a severity. It is pure (no database, no settings), so the same call
-serves the three moments the rules apply: when a template is saved and when a journey is
-published (on the raw template text, where Liquid tags count as written, e.g.
-`{{ first_name }}` is 16 characters and its braces are GSM-7 extension characters), and
-at send time (on the rendered text, with the same function).
+serves the three moments the rules apply: when a journey's draft is saved and when it is
+published (on the raw template text), and at send time (on the rendered text). On raw
+text, Liquid markup is counted as written for lengths and segments (`{{ first_name }}` is
+16 characters, and its braces are GSM-7 extension characters), and those messages say
+so; wording checks (promotional terms, discount codes) skip the markup, since a variable's
+name is not what the customer reads.
 
 The thresholds and word lists are data: a `RuleSet` with sensible defaults, which admins'
-stored settings can override through `RuleSet.from_mapping()`.
+stored settings (`channels_app.models.ContentRuleSettings`, read through
+`channels_app.content_rules_loading.load_rules`) override through `RuleSet.from_mapping()`;
+`rule_errors()` is the one validator of such data.
 
-Some rules are not about content and live elsewhere: the `List-Unsubscribe` and
-`List-Unsubscribe-Post` headers (RFC 8058) are added by the email provider adapter, and
-whether a journey has a moment when the customer is in the app is known from the journey,
-so the caller passes it in as `customer_can_be_in_app`.
+Some rules are not about content and live elsewhere: whether a journey has a moment when
+the customer is in the app is known from the journey (`journeys.content`), so the caller
+passes it in as `customer_can_be_in_app`. The `List-Unsubscribe` and
+`List-Unsubscribe-Post` headers (RFC 8058) need a signed one-click unsubscribe URL, which
+does not exist yet: nothing adds them today.
 """
 
 from __future__ import annotations
@@ -118,6 +123,9 @@ class RuleSet:
     sms_discount_code_pattern: str = r"\b(?i:code)(?:\s*:\s*|\s+)(?=[A-Z0-9]*[A-Z])[A-Z0-9]{4,}\b"
     email_subject_max_chars: int = 60  # warning only
     in_app_requires_app_presence: bool = True
+    # Events that mean the customer is in the app as they happen: what page and screen
+    # calls are stored as, and the Segment spec's app-opened event (journeys.content).
+    in_app_presence_events: tuple[str, ...] = ("Screen Viewed", "Page Viewed", "Application Opened")
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> RuleSet:
@@ -127,11 +135,29 @@ class RuleSet:
         keys and ill-typed values raise ValueError naming the key, so a typo in stored
         settings fails loudly instead of silently keeping a default.
         """
-        fields = {field.name: field for field in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - set(fields))
+        unknown = sorted(set(data) - set(RULE_NAMES))
         if unknown:
             raise ValueError(f"unknown content rule(s): {', '.join(unknown)}")
-        return cls(**{key: _coerce(key, fields[key].default, value) for key, value in data.items()})
+        return cls(**{key: _coerce(key, _DEFAULTS[key], value) for key, value in data.items()})
+
+
+RULE_NAMES: tuple[str, ...] = tuple(field.name for field in dataclasses.fields(RuleSet))
+_DEFAULTS: dict[str, Any] = {field.name: field.default for field in dataclasses.fields(RuleSet)}
+
+
+def rule_errors(data: Mapping[str, Any]) -> dict[str, str]:
+    """What is wrong with each of `data`'s rules, by name; {} when from_mapping accepts it.
+
+    The one validator of stored rules: the admin form shows each message on its field.
+    """
+    errors = {str(key): f"{key} is not a content rule" for key in data if key not in _DEFAULTS}
+    for key, value in data.items():
+        if key in _DEFAULTS:
+            try:
+                _coerce(key, _DEFAULTS[key], value)
+            except ValueError as error:
+                errors[key] = str(error)
+    return errors
 
 
 def _coerce(key: str, default: Any, value: Any) -> Any:
@@ -149,6 +175,9 @@ def _coerce(key: str, default: Any, value: Any) -> Any:
         phrases = tuple(value)
         if not all(isinstance(p, str) and p.strip() for p in phrases):
             raise ValueError(f"{key} must hold only non-empty phrases")
+        if not phrases:
+            # An empty opt-out list would refuse every marketing SMS; keep lists explicit.
+            raise ValueError(f"{key} must hold at least one phrase")
         return phrases
     return _checked_pattern(key, value)
 
@@ -233,10 +262,10 @@ def _check_push(ctx: _Context) -> Iterator[ContentProblem]:
     title, body, url = (ctx.texts.get(key) for key in ("title", "body", "url"))
     if title is not None and len(title) > ctx.rules.push_title_max_chars:
         yield ctx.error("title", f"{len(title)} characters; push titles are cut after "
-                                 f"about {ctx.rules.push_title_max_chars}")
+                                 f"about {ctx.rules.push_title_max_chars}{_as_written(title)}")
     if body is not None and len(body) > ctx.rules.push_body_max_chars:
         yield ctx.error("body", f"{len(body)} characters; a lock screen shows "
-                                f"about {ctx.rules.push_body_max_chars}")
+                                f"about {ctx.rules.push_body_max_chars}{_as_written(body)}")
     links = url.split() if url else []
     if len(links) > ctx.rules.push_max_actions:
         yield ctx.error("url", f"{len(links)} links; a push notification carries at most "
@@ -245,6 +274,23 @@ def _check_push(ctx: _Context) -> Iterator[ContentProblem]:
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+# --- raw templates -----------------------------------------------------------------------
+
+_LIQUID = re.compile(r"{{.*?}}|{%.*?%}", re.DOTALL)
+
+
+def _as_written(text: str) -> str:
+    """The note a length problem carries when `text` is a template, not what will be sent."""
+    if not _LIQUID.search(text):
+        return ""
+    return " (Liquid such as {{ … }} counted as written; the rendered text is checked again when sent)"
+
+
+def _without_liquid(text: str) -> str:
+    # A space, not nothing: the words either side of a tag stay apart.
+    return _LIQUID.sub(" ", text)
 
 
 # --- SMS ---------------------------------------------------------------------------------
@@ -259,7 +305,7 @@ def _check_sms(ctx: _Context) -> Iterator[ContentProblem]:
         yield ctx.error("body", "marketing SMS must tell people how to opt out, "
                                 "e.g. 'Reply STOP to opt out'")
     if not ctx.marketing:
-        promotional = _promotional_snippets(body, ctx.rules)
+        promotional = _promotional_snippets(_without_liquid(body), ctx.rules)
         if promotional:
             quoted = ", ".join(f"'{snippet}'" for snippet in promotional)
             yield ctx.error("body", f"labelled transactional but reads as marketing ({quoted})")
@@ -271,7 +317,7 @@ def _sms_length(ctx: _Context, body: str) -> Iterator[ContentProblem]:
     count = sms_segments(body)
     if count.segments > limit:
         yield ctx.error("body", f"{count.segments} segments ({_describe(body, count)}); "
-                                f"{ctx.category} SMS may use at most {limit}")
+                                f"{ctx.category} SMS may use at most {limit}{_as_written(body)}")
 
 
 def _describe(body: str, count: SmsSegments) -> str:
@@ -343,7 +389,7 @@ def _check_email(ctx: _Context) -> Iterator[ContentProblem]:
     subject, html = ctx.texts.get("subject"), ctx.texts.get("html")
     if subject is not None and len(subject) > ctx.rules.email_subject_max_chars:
         yield ctx.warning("subject", f"{len(subject)} characters; inboxes cut subjects "
-                                     f"after about {ctx.rules.email_subject_max_chars}")
+                                     f"after about {ctx.rules.email_subject_max_chars}{_as_written(subject)}")
     if ctx.marketing and html is not None and not has_unsubscribe_link(html):
         yield ctx.error("html", "marketing email needs an unsubscribe link")
 
@@ -387,8 +433,10 @@ class _UnsubscribeLinkFinder(HTMLParser):
 
 def _check_in_app(ctx: _Context) -> Iterator[ContentProblem]:
     if ctx.rules.in_app_requires_app_presence and not ctx.customer_can_be_in_app:
-        yield ctx.error("", "in-app messages are only seen in the app, and this journey has "
-                            "no moment when the customer is in it")
+        events = ", ".join(ctx.rules.in_app_presence_events)
+        yield ctx.error("", "in-app messages are only seen in the app, and people can reach this "
+                            "step when they are not in it: send it straight after an app event "
+                            f"({events}) at the entry or a wait, with no delay in between")
 
 
 _CHECKS = {

@@ -1,12 +1,19 @@
-"""The message ledger: one row per message on any channel, written before any provider call."""
+"""The message ledger: one row per message on any channel, written before any provider call.
+
+Also the channel content rules' settings, as admins edit them (``ContentRuleSettings``).
+"""
 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
+from channels_app.content_rules import DEFAULT_RULES, RULE_NAMES, RuleSet, rule_errors
 from customers.enums import Category, Channel
 from customers.models import Customer
 
@@ -113,3 +120,87 @@ class OutboxMessage(models.Model):
 
     def __str__(self) -> str:
         return f"outbox {self.channel} → {self.to}"
+
+
+# --- Channel content rules, as admins edit them ------------------------------------------
+
+
+def default_sms_opt_out_phrases() -> list[str]:
+    return list(DEFAULT_RULES.sms_opt_out_phrases)
+
+
+def default_sms_promotional_terms() -> list[str]:
+    return list(DEFAULT_RULES.sms_promotional_terms)
+
+
+def default_in_app_presence_events() -> list[str]:
+    return list(DEFAULT_RULES.in_app_presence_events)
+
+
+def _threshold(name: str, help_text: str) -> models.PositiveIntegerField:
+    return models.PositiveIntegerField(default=getattr(DEFAULT_RULES, name), help_text=help_text)
+
+
+class ContentRuleSettings(models.Model):
+    """The thresholds and word lists of the channel content rules: one row, pk=1 (migration 0004).
+
+    One field per ``content_rules.RuleSet`` field, with the same name and default (a test
+    keeps them in step). ``clean`` validates with ``content_rules.rule_errors``, the one
+    validator, and nothing on the send path reads this model directly:
+    ``content_rules_loading.load_rules`` turns it into the frozen RuleSet the checks read.
+    """
+
+    SINGLETON_PK = 1
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=SINGLETON_PK, editable=False)
+    push_title_max_chars = _threshold("push_title_max_chars", "Longest push title; longer ones are cut.")
+    push_body_max_chars = _threshold("push_body_max_chars", "Longest push body: about what a lock screen shows.")
+    push_max_actions = _threshold("push_max_actions", "Most links (actions) a push may carry.")
+    sms_max_segments_marketing = _threshold("sms_max_segments_marketing", "Most SMS parts a marketing SMS may take.")
+    sms_max_segments_transactional = _threshold(
+        "sms_max_segments_transactional", "Most SMS parts a transactional SMS may take; carriers stop at about 10."
+    )
+    sms_opt_out_phrases = models.JSONField(
+        default=default_sms_opt_out_phrases,
+        help_text="A marketing SMS must contain one of these (any case, punctuation ignored).",
+    )
+    sms_promotional_terms = models.JSONField(
+        default=default_sms_promotional_terms,
+        help_text="Wording that makes an SMS labelled transactional read as marketing (an error).",
+    )
+    sms_discount_code_pattern = models.CharField(
+        max_length=500, default=DEFAULT_RULES.sms_discount_code_pattern,
+        help_text="A regular expression for discount codes, which a transactional SMS may not carry.",
+    )
+    email_subject_max_chars = _threshold("email_subject_max_chars", "Longer subjects get a warning: inboxes cut them.")
+    in_app_requires_app_presence = models.BooleanField(
+        default=DEFAULT_RULES.in_app_requires_app_presence,
+        help_text="In-app messages only where the journey sends them as the customer is in the app.",
+    )
+    in_app_presence_events = models.JSONField(
+        default=default_in_app_presence_events,
+        help_text="Events that mean the customer is in the app as they happen (exact event names, any case).",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+
+    class Meta:
+        verbose_name = "content rules"
+        verbose_name_plural = "content rules"
+        constraints = [models.CheckConstraint(condition=models.Q(id=1), name="content_rule_settings_singleton")]
+
+    def __str__(self) -> str:
+        return "Content rules"
+
+    def rule_values(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in RULE_NAMES}
+
+    def clean(self) -> None:
+        errors = rule_errors(self.rule_values())
+        if errors:
+            raise ValidationError(errors)
+
+    def to_rules(self) -> RuleSet:
+        return RuleSet.from_mapping(self.rule_values())

@@ -1,8 +1,9 @@
 """Consent per channel × category, the suppression list, and erasure.
 
 The one place that changes consent. Every change is kept in ConsentChange; a blocking
-status (unsubscribed, complained, bounced, opted out) is also written to the suppression
-list as a hash of the identifier, which outlives erasure of the customer.
+status (unsubscribed, complained, bounced, opted out, replied STOP) is also written to the
+suppression list as a hash of the identifier, which outlives erasure of the customer.
+What each status allows at send time is channels_app.reachability's rule.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from customers.enums import BLOCKING_CONSENT, Category, Channel, ConsentStatus
+from customers.enums import BLOCKING_CONSENT, CHANNEL_WIDE_CONSENT, Category, Channel, ConsentStatus
 from customers.models import (
     Consent,
     ConsentChange,
@@ -33,15 +34,19 @@ ERASED_REPR = "erased customer"
 ADDRESS_CHANGED_SOURCE = "address changed"
 BOUNCE_LIFTED_SOURCE = "address changed: bounce lifted"
 NOT_SET = ""  # ConsentChange.status when the pair went back to having no Consent row
+# Sources of the carrier-level SMS keywords (issue 5's inbound-SMS webhook passes its own).
+SMS_STOP_SOURCE = "SMS reply: STOP"
+SMS_START_SOURCE = "SMS reply: START"
 
 # How strong a suppression entry is. An entry is never replaced by a weaker one: a later
-# unsubscribe must not turn a bounced address (which also blocks transactional mail) or
-# a complaint back into a plain unsubscribe that opting in would lift.
+# unsubscribe must not turn a bounced address or a STOP (which also block transactional
+# messages) or a complaint back into a plain unsubscribe that opting in would lift.
 SUPPRESSION_STRENGTH = {
     ConsentStatus.OPTED_OUT: 1,
     ConsentStatus.UNSUBSCRIBED: 1,
     ConsentStatus.COMPLAINED: 2,
-    ConsentStatus.BOUNCED: 3,
+    ConsentStatus.STOPPED: 3,
+    ConsentStatus.BOUNCED: 4,
 }
 
 
@@ -151,12 +156,60 @@ def do_set_consent(
         actor=actor,
         changed_at=at,
     )
-    if category == Category.MARKETING or status == ConsentStatus.BOUNCED:
+    if category == Category.MARKETING or status in CHANNEL_WIDE_CONSENT:
         if status in BLOCKING_CONSENT:
             _record_suppression(customer, channel, status, source)
         elif status == ConsentStatus.OPTED_IN and category == Category.MARKETING and lift_suppression:
             _lift_suppression(customer, channel)
     return ConsentResult(consent, changed=True, previous_status=previous)
+
+
+@transaction.atomic
+def do_record_sms_stop(customer: Customer, *, source: str = SMS_STOP_SOURCE, at: datetime | None = None) -> list[str]:
+    """The customer texted STOP: no more SMS of any kind, transactional included.
+
+    Both SMS categories become stopped, history kept, and the number and the person go on
+    the suppression list. A bounced category stays bounced: the stronger fact, which START
+    must not lift. Idempotent. Returns the categories changed.
+    """
+    customer = _lock_customer(customer)
+    changed = []
+    for category in (Category.MARKETING, Category.TRANSACTIONAL):
+        if consent_status(customer, Channel.SMS, category) == ConsentStatus.BOUNCED:
+            continue
+        if do_set_consent(customer, Channel.SMS, category, ConsentStatus.STOPPED, source=source, at=at).changed:
+            changed.append(category)
+    return changed
+
+
+@transaction.atomic
+def do_record_sms_start(customer: Customer, *, source: str = SMS_START_SOURCE, at: datetime | None = None) -> list[str]:
+    """The customer texted START after a STOP: the STOP is lifted, history kept.
+
+    Transactional SMS resumes (opted in: START asks for texts again). Marketing goes back
+    to its status before the STOP, or to nothing recorded: START is not consent to the
+    marketing the customer never gave or had refused. Does nothing without a STOP.
+    Returns the categories changed.
+    """
+    customer = _lock_customer(customer)
+    stopped = list(Consent.objects.filter(customer=customer, channel=Channel.SMS, status=ConsentStatus.STOPPED))
+    if stopped:
+        _lift_stop_suppression(customer)
+    for consent in stopped:
+        if consent.category == Category.TRANSACTIONAL:
+            do_set_consent(customer, Channel.SMS, consent.category, ConsentStatus.OPTED_IN, source=source, at=at)
+        else:
+            _restore_before(customer, consent, source=source, lifted_source=source, lift_suppression=True, at=at)
+    return [consent.category for consent in stopped]
+
+
+def _lift_stop_suppression(customer: Customer) -> None:
+    # Before the restored statuses are written: a marketing opt-out that STOP replaced on
+    # the list goes back on it, which a STOP entry (stronger) would prevent.
+    hashes = [hash_identifier(kind, value) for kind, value in identifiers_for(customer, Channel.SMS)]
+    SuppressedIdentifier.objects.filter(
+        identifier_hash__in=hashes, channel=Channel.SMS, status=ConsentStatus.STOPPED
+    ).delete()
 
 
 @transaction.atomic
@@ -191,7 +244,9 @@ def _apply_entry(customer: Customer, entry: SuppressedIdentifier) -> None:
     current = consent_status(customer, entry.channel, Category.MARKETING)
     if current not in BLOCKING_CONSENT:
         do_set_consent(customer, entry.channel, Category.MARKETING, entry.status, source=SUPPRESSION_SOURCE)
-    if entry.status == ConsentStatus.BOUNCED:
+    # A bounce or a STOP blocks transactional messages too; a STOP never hides a bounce.
+    transactional = consent_status(customer, entry.channel, Category.TRANSACTIONAL)
+    if entry.status in CHANNEL_WIDE_CONSENT and transactional != ConsentStatus.BOUNCED:
         do_set_consent(customer, entry.channel, Category.TRANSACTIONAL, entry.status, source=SUPPRESSION_SOURCE)
 
 
@@ -215,7 +270,7 @@ def lift_bounces_after_address_change(
         return []
     lifted = []
     for consent in Consent.objects.filter(customer=customer, channel=channel, status=ConsentStatus.BOUNCED):
-        _restore_before_bounce(customer, consent)
+        _restore_before(customer, consent, source=ADDRESS_CHANGED_SOURCE, lifted_source=BOUNCE_LIFTED_SOURCE)
         lifted.append(consent.category)
     return lifted
 
@@ -229,20 +284,30 @@ def _is_new_working_address(kind: str, address: str, previous_address: str, chan
     ).exists()
 
 
-def _restore_before_bounce(customer: Customer, consent: Consent) -> None:
-    # The latest change recorded into bounced is the one that made the row bounced (ids,
+def _restore_before(
+    customer: Customer,
+    consent: Consent,
+    *,
+    source: str,
+    lifted_source: str,
+    lift_suppression: bool = False,
+    at: datetime | None = None,
+) -> None:
+    """Put a pair back to its status before it became ``consent.status`` (a bounce, a STOP),
+    or to no consent at all (recorded as a change to NOT_SET, from ``lifted_source``)."""
+    # The latest change recorded into the status is the one that made the row so (ids,
     # not changed_at, which may be a provider's earlier timestamp).
-    bounce = (
+    lifted = (
         ConsentChange.objects.filter(
-            customer=customer, channel=consent.channel, category=consent.category, status=ConsentStatus.BOUNCED
+            customer=customer, channel=consent.channel, category=consent.category, status=consent.status
         )
         .order_by("-id")
         .first()
     )
-    before = bounce.previous_status if bounce else NOT_SET
+    before = lifted.previous_status if lifted else NOT_SET
     if before:
         do_set_consent(
-            customer, consent.channel, consent.category, before, source=ADDRESS_CHANGED_SOURCE, lift_suppression=False
+            customer, consent.channel, consent.category, before, source=source, at=at, lift_suppression=lift_suppression
         )
         return
     consent.delete()
@@ -250,10 +315,10 @@ def _restore_before_bounce(customer: Customer, consent: Consent) -> None:
         customer=customer,
         channel=consent.channel,
         category=consent.category,
-        previous_status=ConsentStatus.BOUNCED,
+        previous_status=consent.status,
         status=NOT_SET,
-        source=BOUNCE_LIFTED_SOURCE,
-        changed_at=timezone.now(),
+        source=lifted_source,
+        changed_at=at or timezone.now(),
     )
 
 

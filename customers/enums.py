@@ -21,6 +21,9 @@ class ConsentStatus(models.TextChoices):
     UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
     BOUNCED = "bounced", "Bounced"
     COMPLAINED = "complained", "Complained"
+    # The carrier-level opt-out: the customer texted STOP. Set on both SMS categories at
+    # once (customers.consent.do_record_sms_stop); START (do_record_sms_start) lifts it.
+    STOPPED = "stopped", "Replied STOP"
 
 
 # Statuses under which nothing of that category may be sent on that channel.
@@ -30,8 +33,12 @@ BLOCKING_CONSENT = frozenset(
         ConsentStatus.UNSUBSCRIBED,
         ConsentStatus.BOUNCED,
         ConsentStatus.COMPLAINED,
+        ConsentStatus.STOPPED,
     }
 )
+# Statuses that end every message on the channel, whichever category they were recorded
+# on: a bounce (a fact about the address) and a STOP (no more SMS of any kind).
+CHANNEL_WIDE_CONSENT = frozenset({ConsentStatus.BOUNCED, ConsentStatus.STOPPED})
 
 
 class PushPlatform(models.TextChoices):

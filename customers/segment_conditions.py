@@ -30,8 +30,9 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from channels_app.reachability import sendable_q
 from customers.enums import Category, Channel, ConsentStatus
-from customers.models import Consent, ContactPoint, Event
+from customers.models import Consent, Event
 from customers.segment_sql import JSONNumber, json_q, number_q
 
 MAX_DEPTH = 3  # groups inside groups inside groups, no deeper
@@ -397,7 +398,8 @@ class ConsentCondition(Condition):
 
 @dataclass(frozen=True)
 class ReachableCondition(Condition):
-    """Has (or, with value false, lacks) an enabled contact point on a channel, or on any."""
+    """Would (or, with value false, would not) get marketing on a channel, or on any: the
+    send-time rule (consent, then an address) of channels_app.reachability, as SQL."""
 
     type: ClassVar[str] = "reachable"
     channel: str
@@ -412,10 +414,11 @@ class ReachableCondition(Condition):
         return cls(channel, value is not False)
 
     def to_q(self, ctx):
-        points = ContactPoint.objects.filter(customer=OuterRef("pk"), enabled=True)
-        if self.channel != ANY_CHANNEL:
-            points = points.filter(channel=self.channel)
-        return Q(Exists(points)) if self.value else ~Q(Exists(points))
+        channels = Channel.values if self.channel == ANY_CHANNEL else [self.channel]
+        reachable = Q()
+        for channel in channels:
+            reachable |= sendable_q(channel, Category.MARKETING)
+        return reachable if self.value else ~reachable
 
     def to_json(self):
         return {"type": self.type, "channel": self.channel} | ({} if self.value else {"value": False})

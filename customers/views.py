@@ -32,8 +32,9 @@ from django_htmx.http import trigger_client_event
 from django_htmx.middleware import HtmxDetails
 
 from channels_app.models import Message
+from channels_app.reachability import sendable_q
 from customers.consent import do_set_consent
-from customers.enums import BLOCKING_CONSENT, Category, Channel, ConsentStatus
+from customers.enums import Category, Channel, ConsentStatus
 from customers.models import Consent, ContactPoint, Customer
 from orchestrator import timeline
 from orchestrator.engine.models import Enrollment
@@ -102,28 +103,9 @@ def search_condition(text: str) -> Q:
 
 
 def reachable_condition(channel: str) -> Q:
-    """Somewhere to send on the channel, and no marketing opt-out there.
-
-    Email and SMS use the profile's address or an enabled contact point; push needs an
-    enabled subscription or device; every customer has an in-app inbox.
-    """
-    enabled_point = Exists(
-        ContactPoint.objects.filter(customer=OuterRef("pk"), channel=channel, enabled=True)
-    )
-    if channel == Channel.EMAIL:
-        has_address = Q(enabled_point) | ~Q(email="")
-    elif channel == Channel.SMS:
-        has_address = Q(enabled_point) | ~Q(phone="")
-    elif channel == Channel.PUSH:
-        has_address = Q(enabled_point)
-    else:
-        has_address = Q()
-    opted_out = Exists(
-        Consent.objects.filter(
-            customer=OuterRef("pk"), channel=channel, category=Category.MARKETING, status__in=BLOCKING_CONSENT
-        )
-    )
-    return has_address & ~Q(opted_out)
+    """Would a marketing message on the channel go: the send-time rule (consent, then an
+    address), as SQL (channels_app.reachability.sendable_q)."""
+    return sendable_q(channel, Category.MARKETING)
 
 
 def messages_since(since: datetime) -> Subquery:

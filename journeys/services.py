@@ -7,7 +7,8 @@ all published starts a new draft from the live graph (docs/journeys.md).
 
 Input arrives as parsed JSON (API bodies, export files) and is validated here, every
 problem named by field, before anything is written. Drafts may hold an invalid graph (work
-in progress) as long as it has the right shape; publishing checks the whole graph.
+in progress) as long as it has the right shape; publishing checks the whole graph, and
+the channel content rules of every send node (journeys.content): their errors block it.
 
 journeys does not import orchestrator: what the engine does when a journey goes live or
 stops is composed in ``orchestrator.engine.lifecycle``.
@@ -25,7 +26,9 @@ from typing import Any
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
+from channels_app.content_rules_loading import load_rules
 from customers.enums import Category
+from journeys import content
 from journeys import graph as graphs
 from journeys.filters import validate_filters
 from journeys.models import Journey, JourneyStatus, JourneyVersion, ReentryPolicy
@@ -350,7 +353,15 @@ def _publish_problems(journey: Journey, graph: dict) -> list[graphs.Problem]:
         entry = graphs.entry_node(graph) or {}
         reason = f"a {SEGMENT_REENTRY}: set the journey's reentry to once or cooldown"
         problems.append(graphs.Problem(node_id=entry.get("id"), field="config.trigger", message=reason))
-    return problems
+    # Content errors block publishing; warnings are only reported (journey_content_problems).
+    return problems + content.publish_problems(graph, journey.category, load_rules())
+
+
+def journey_content_problems(journey: Journey, graph: dict | None) -> list[content.NodeContentProblem]:
+    """The content rules on a version's send nodes, as the journey's category makes them.
+
+    What saving a draft reports (saving is never refused for them: a draft may be unfinished)."""
+    return content.content_problems(graph, journey.category, load_rules()) if graph else []
 
 
 def _publishable_draft(journey: Journey) -> JourneyVersion:

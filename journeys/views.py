@@ -1,5 +1,8 @@
 """Journey pages, read-only until the canvas arrives: the list, one journey, one customer's path.
 
+A journey's page is also where a draft's channel content problems show, on the node cards
+(the content rules, errors and warnings, as the API reports them on saving).
+
 The list counts enrollments for a whole page in one GROUP BY. A journey's page shows one
 version's nodes in graph order with per-node statistics from the step log (one GROUP BY
 over EnrollmentStep, one over the enrollments still inside), and re-reads them every
@@ -19,11 +22,13 @@ from django.core.paginator import Paginator
 from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Sum
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
+from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_http_methods
 from django_htmx.middleware import HtmxDetails
 
+from channels_app.content_rules import ContentProblem
 from channels_app.models import Message
 from customers.models import Segment
 from customers.views import customer_zone
@@ -31,6 +36,7 @@ from journeys import summaries
 from journeys.graph import next_node_id, nodes_by_id
 from journeys.models import Journey, JourneyStatus, JourneyVersion
 from journeys.nodes import NODE_KINDS, NodeKind
+from journeys.services import journey_content_problems
 from orchestrator.engine.models import Enrollment, EnrollmentState, EnrollmentStep, StepOutcome
 from orchestrator.roles import Capability, require_capability
 
@@ -261,6 +267,8 @@ class NodeCard:
     summary: str
     stats: NodeStats
     exits: list[ExitRow]
+    # What the channel content rules find in a send node's content (errors first).
+    problems: list[ContentProblem] = field(default_factory=list)
 
 
 def segment_names(graph: dict) -> dict[int, str]:
@@ -273,8 +281,32 @@ def segment_names(graph: dict) -> dict[int, str]:
     return dict(Segment.objects.filter(pk__in=ids).values_list("pk", "name")) if ids else {}
 
 
-def node_cards(version: JourneyVersion, stats: dict[str, NodeStats]) -> list[NodeCard]:
+def problems_by_node(journey: Journey, version: JourneyVersion) -> dict[str, list[ContentProblem]]:
+    found: dict[str, list[ContentProblem]] = defaultdict(list)
+    for problem in journey_content_problems(journey, version.graph):
+        found[problem.node_id].append(problem.problem)
+    return {node_id: sorted(items, key=lambda p: p.severity != "error") for node_id, items in found.items()}
+
+
+def content_summary(problems: dict[str, list[ContentProblem]], *, published: bool) -> str:
+    """E.g. "2 errors, which block publishing; 1 warning"; "" when there are none."""
+    found = [p.severity for items in problems.values() for p in items]
+    errors, warnings = found.count("error"), found.count("warning")
+    parts = []
+    if errors:
+        # A published version's errors come from rules tightened since it was published.
+        consequence = ": messages that still break them are not sent" if published else ", which block publishing"
+        parts.append(f"{errors} error{pluralize(errors)}{consequence}")
+    if warnings:
+        parts.append(f"{warnings} warning{pluralize(warnings)}")
+    return "; ".join(parts)
+
+
+def node_cards(
+    version: JourneyVersion, stats: dict[str, NodeStats], problems: dict[str, list[ContentProblem]] | None = None
+) -> list[NodeCard]:
     graph, names = version.graph, segment_names(version.graph)
+    problems = problems or {}
     cards = []
     for node in summaries.graph_order(graph):
         node_id, kind = node["id"], str(node.get("kind", ""))
@@ -285,7 +317,7 @@ def node_cards(version: JourneyVersion, stats: dict[str, NodeStats]) -> list[Nod
         exits = [ExitRow(e, counts.ports.get(e.port, 0)) for e in summaries.node_exits(graph, node)]
         cards.append(NodeCard(
             node_id, kind, spec.label if spec else kind or "Unknown", summaries.node_label(node),
-            summaries.node_summary(node, names), counts, exits,
+            summaries.node_summary(node, names), counts, exits, problems.get(node_id, []),
         ))
     return cards
 
@@ -313,9 +345,11 @@ def detail_url(journey: Journey, version: JourneyVersion | None = None, **params
 def live_context(journey: Journey, version: JourneyVersion | None) -> dict[str, Any]:
     """Totals and node cards: what the page re-reads every POLL_SECONDS."""
     stats = node_stats(version) if version is not None and version.is_published else {}
+    problems = problems_by_node(journey, version) if version is not None else {}
     return {
         "totals": journey_totals(journey),
-        "cards": node_cards(version, stats) if version is not None else [],
+        "cards": node_cards(version, stats, problems) if version is not None else [],
+        "content_summary": content_summary(problems, published=version is not None and version.is_published),
         "with_stats": version is not None and version.is_published,
         "poll_url": detail_url(journey, version),
         "poll_seconds": POLL_SECONDS,

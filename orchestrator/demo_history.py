@@ -20,8 +20,15 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from channels_app.models import MessageStatus
+from channels_app.reachability import consent_refusal
 from customers.consent import addresses_for, identifiers_for
-from customers.enums import BLOCKING_CONSENT, Category, ConsentStatus, PushPlatform
+from customers.enums import (
+    BLOCKING_CONSENT,
+    CHANNEL_WIDE_CONSENT,
+    Category,
+    ConsentStatus,
+    PushPlatform,
+)
 from customers.models import (
     Consent,
     ConsentChange,
@@ -33,6 +40,7 @@ from customers.models import (
 )
 from orchestrator import demo_content as copy
 from orchestrator.demo import EMAIL, IN_APP, PUSH, SMS, SimCustomer
+from orchestrator.governor.policy import MARKETING_OPT_IN_DEFAULT
 
 SOURCE = "demo"
 MARKETING = str(Category.MARKETING.value)
@@ -213,7 +221,8 @@ class PersonHistory:
         for channel in self.sim.reachable_channels:
             preferred = channel == self.sim.preferred_channel
             share = {EMAIL: 0.07, SMS: 0.07, PUSH: 0.06, IN_APP: 0.0}[channel] * (0.25 if preferred else 1.0)
-            status = {EMAIL: ConsentStatus.UNSUBSCRIBED, SMS: ConsentStatus.OPTED_OUT}.get(channel, ConsentStatus.OPTED_OUT)
+            # An SMS opt-out is a STOP reply: it ends transactional texts too.
+            status = {EMAIL: ConsentStatus.UNSUBSCRIBED, SMS: ConsentStatus.STOPPED}.get(channel, ConsentStatus.OPTED_OUT)
             if channel == EMAIL and rng.random() < 0.004:
                 status, share = ConsentStatus.COMPLAINED, 1.0
             if rng.random() < share:
@@ -222,10 +231,16 @@ class PersonHistory:
             self.bounce_planned = self.random_time(self.active_from)
 
     def blocked(self, channel: str, category: str, at: datetime) -> bool:
+        return self.status_at(channel, category, at) != ConsentStatus.OPTED_IN
+
+    def status_at(self, channel: str, category: str, at: datetime) -> str:
+        """The consent on the pair at a moment: every demo customer opted in at signup."""
         if channel == EMAIL and self.bounced_at is not None and at >= self.bounced_at:
-            return True
+            return ConsentStatus.BOUNCED
         opt_out = self.opt_outs.get(channel)
-        return category == MARKETING and opt_out is not None and at >= opt_out[1]
+        if opt_out is not None and _opt_out_covers(opt_out[0], category) and at >= opt_out[1]:
+            return opt_out[0]
+        return ConsentStatus.OPTED_IN
 
     def consents(self) -> None:
         sources = {
@@ -244,7 +259,7 @@ class PersonHistory:
         opt_out = self.opt_outs.get(channel)
         if channel == EMAIL and self.bounced_at is not None:
             status, changed_at, source_now = str(ConsentStatus.BOUNCED), self.bounced_at, "hard bounce (550 5.1.1)"
-        elif category == MARKETING and opt_out is not None:
+        elif opt_out is not None and _opt_out_covers(opt_out[0], category):
             status, changed_at = opt_out
             source_now = {EMAIL: "unsubscribe link", SMS: "STOP reply"}.get(channel, "notification settings")
             if status == ConsentStatus.COMPLAINED:
@@ -254,7 +269,7 @@ class PersonHistory:
         self.rows.consents.append(
             Consent(customer=self.customer, channel=channel, category=category, status=status, source=source_now, changed_at=changed_at)
         )
-        if status in BLOCKING_CONSENT and (category == MARKETING or status == ConsentStatus.BOUNCED):
+        if status in BLOCKING_CONSENT and (category == MARKETING or status in CHANNEL_WIDE_CONSENT):
             self.suppress(channel, status, source_now, changed_at)
 
     def change(self, channel, category, previous, status, source, at) -> None:
@@ -411,7 +426,7 @@ class PersonHistory:
             return
         if self.blocked(campaign.channel, MARKETING, queued):
             if rng.random() < 0.2:  # most audiences exclude them; a few sends reach the governor
-                self.message(campaign.channel, MARKETING, campaign.template_name, self.content(campaign), queued, self.suppressed(queued))
+                self.message(campaign.channel, MARKETING, campaign.template_name, self.content(campaign), queued, self.suppressed(campaign.channel, queued))
             return
         outcome = self.delivery(campaign.channel, queued)
         if outcome.final == "delivered":
@@ -444,8 +459,12 @@ class PersonHistory:
                 outcome.times["opened"], outcome.final = opened, "opened"
         self.message(channel, TRANSACTIONAL, template, content, queued, outcome)
 
-    def suppressed(self, queued: datetime) -> Outcome:
-        return Outcome({"suppressed": queued + timedelta(milliseconds=40)}, "suppressed", "consent: not opted in to marketing on this channel")
+    def suppressed(self, channel: str, queued: datetime) -> Outcome:
+        """A blocked marketing send, with the reason the send-time rule would give."""
+        statuses = {category: self.status_at(channel, category, queued) for category in (MARKETING, TRANSACTIONAL)}
+        refusal = consent_refusal(channel, MARKETING, statuses, opt_in_channels=MARKETING_OPT_IN_DEFAULT)
+        reason = refusal.reason if refusal else ""
+        return Outcome({"suppressed": queued + timedelta(milliseconds=40)}, "suppressed", reason)
 
     def delivery(self, channel: str, queued: datetime) -> Outcome:
         """Queued → sending → sent → delivered, or a failure on the way."""
@@ -534,6 +553,11 @@ class PersonHistory:
         if previous != outcome.final or outcome.final not in STATUSES:
             raise ValueError(f"inconsistent outcome {outcome}")
         self.rows.messages.append((message, transitions))
+
+
+def _opt_out_covers(status: str, category: str) -> bool:
+    """An opt-out ends marketing; a STOP (the carrier-level one) ends every SMS."""
+    return category == MARKETING or status in CHANNEL_WIDE_CONSENT
 
 
 def _b64(rng: random.Random, size: int, first: bytes = b"") -> str:

@@ -27,7 +27,7 @@ def _edge(source: str, port: str, target: str) -> dict:
 
 SMS_BODY = (
     "Hi {{ customer.first_name | default: 'there' }}, your {{ event.product_name | default: 'cart' }} "
-    "is still waiting. Complete your order: https://shop.example/cart"
+    "is still waiting. Complete your order: https://shop.example/cart Reply STOP to opt out."
 )
 
 

@@ -26,8 +26,8 @@ from channels_app.ledger import (
     queue_many,
 )
 from channels_app.models import MessageStatus
-from channels_app.reachability import NO_ADDRESS, Reachability
-from customers.enums import BLOCKING_CONSENT, Category, Channel
+from channels_app.reachability import Reachability, Refusal
+from customers.enums import Category, Channel
 from customers.models import Customer
 from orchestrator.governor.evaluate import Governor
 from orchestrator.governor.models import GovernorVerdict
@@ -118,6 +118,24 @@ def dispatch(request: SendRequest, *, deciding: Iterable[int] = ()) -> DispatchR
     return DispatchResult(Outcome.QUEUED, message_id, "")
 
 
+def refuse(request: SendRequest, reason: str, *, rule: str) -> DispatchResult:
+    """Record a send refused before anyone weighs it, whatever the customer's consent or
+    caps (its rendered content breaks a channel content rule): suppressed on the ledger
+    with ``reason`` and stored as a verdict under ``rule``. Must run inside a transaction."""
+    _require_transaction()
+    _validate(request)
+    queued = do_queue_message(_queue_request(request))
+    if not queued.created:
+        return DispatchResult(Outcome.DUPLICATE, queued.message.pk, "idempotency key already used")
+    do_transition_message(queued.message.pk, MessageStatus.SUPPRESSED, at=request.at, detail=reason)
+    _record([(request, _refused(reason, rule), queued.message.pk)])
+    return DispatchResult(Outcome.SUPPRESSED, queued.message.pk, reason)
+
+
+def _refused(reason: str, rule: str) -> Decision:
+    return Decision(Outcome.SUPPRESSED, reason, Verdict(GovernorDecision.SUPPRESS, reason=reason, rule=rule))
+
+
 def _require_transaction() -> None:
     if not transaction.get_connection().in_atomic_block:
         # Outside a transaction the message would be written apart from the step that
@@ -128,10 +146,10 @@ def _require_transaction() -> None:
 def decide(customer: Customer, request: SendRequest, reach: Reachability | None = None, *, governor: Governor) -> Decision:
     """The one decision whether a send may go, for single sends and batches alike: consent
     and an address first, then the frequency governor, then the node's on-cap behaviour."""
-    reason = suppression_reason(customer, request.channel, request.category, reach)
-    if reason:
-        rule = "consent" if "/" in reason else "reachability"
-        return Decision(Outcome.SUPPRESSED, reason, Verdict(GovernorDecision.SUPPRESS, reason=reason, rule=rule))
+    refusal = suppression_reason(customer, request.channel, request.category, reach)
+    if refusal:
+        verdict = Verdict(GovernorDecision.SUPPRESS, reason=refusal.reason, rule=refusal.rule)
+        return Decision(Outcome.SUPPRESSED, refusal.reason, verdict)
     verdict = governor.evaluate(customer.pk, _candidate(customer, request))
     if verdict.allowed:
         return Decision(Outcome.QUEUED)
@@ -174,15 +192,10 @@ def _record(refusals: list[tuple[SendRequest, Decision, object]]) -> list[Govern
     return GovernorVerdict.objects.bulk_create(rows)
 
 
-def suppression_reason(customer: Customer, channel: str, category: str, reach: Reachability | None = None) -> str:
-    """Why this customer may not get this channel × category now, or "" when they may."""
-    reach = reach or Reachability.load([customer.pk])
-    status = reach.consent(customer.pk, channel, category)
-    if status in BLOCKING_CONSENT:
-        return f"{channel}/{category}: {status}"
-    if reach.address(customer, channel) is None:
-        return NO_ADDRESS[channel]
-    return ""
+def suppression_reason(customer: Customer, channel: str, category: str, reach: Reachability | None = None) -> Refusal | None:
+    """Why this customer may not get this channel × category now (consent or address: the
+    rule is ``Reachability.refusal``'s), with the rule's name; None when they may."""
+    return (reach or Reachability.load([customer.pk])).refusal(customer, channel, category)
 
 
 @dataclass
@@ -249,6 +262,17 @@ class DispatchBatch:
             self.refusals.append((request, decision, pending if decision.outcome == Outcome.SUPPRESSED else None))
         if decision.outcome != Outcome.DEFERRED:
             self.pending.append((_queue_request(request), decision.reason, pending))
+        return pending
+
+    def refuse(self, request: SendRequest, reason: str, *, rule: str) -> PendingSend:
+        """refuse() for a send of this batch: written suppressed when the batch is."""
+        if self.careful:
+            result = refuse(request, reason, rule=rule)
+            return PendingSend(result.outcome, result.reason, result.message_id)
+        _validate(request)
+        pending = PendingSend(Outcome.SUPPRESSED, reason)
+        self.refusals.append((request, _refused(reason, rule), pending))
+        self.pending.append((_queue_request(request), reason, pending))
         return pending
 
     def flush(self) -> None:

@@ -29,6 +29,16 @@ def consent(owner: Customer, channel: str, category: str, status: str, source: s
     return Consent.objects.create(customer=owner, channel=channel, category=category, status=status, source=source)
 
 
+def opted_in(owner: Customer, *channels: str, category: str = "marketing") -> Customer:
+    """The customer opted in on these channels (all four when none are named): marketing
+    on email, SMS and push goes only to people who did."""
+    Consent.objects.bulk_create(
+        Consent(customer=owner, channel=channel, category=category, status="opted_in", source="test")
+        for channel in channels or ("email", "sms", "push", "in_app")
+    )
+    return owner
+
+
 def event(owner: Customer, name: str = "Viewed Product", at: datetime = T0, **fields) -> Event:
     fields.setdefault("source", "test")
     return Event.objects.create(customer=owner, name=name, occurred_at=at, **fields)

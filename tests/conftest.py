@@ -7,9 +7,18 @@ from django.contrib.auth.models import Group, User
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from channels_app.content_rules_loading import forget_rules
 from orchestrator.api_keys import do_create_api_key, forget_cached_keys
 from orchestrator.governor.loading import forget_policy
 from orchestrator.roles import Role
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "content_rules: publish and send under the channel content rules; other tests publish and send "
+        "whatever their content says (saving still reports content problems everywhere)",
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -17,10 +26,23 @@ def _clear_cache():
     cache.clear()
     forget_cached_keys()
     forget_policy()
+    forget_rules()
     yield
     cache.clear()
     forget_cached_keys()
     forget_policy()
+    forget_rules()
+
+
+@pytest.fixture(autouse=True)
+def _no_content_rules_unless_marked(request, monkeypatch):
+    """The shipped content rules would turn every test that sends a marketing SMS without
+    "Reply STOP" into a content-rules test (as the frequency policy would a governor test,
+    below): only tests marked ``content_rules`` are refused publishing or sending for it."""
+    if request.node.get_closest_marker("content_rules"):
+        return
+    monkeypatch.setattr("journeys.content.publish_problems", lambda graph, category, rules: [])
+    monkeypatch.setattr("orchestrator.engine.steps.content_refusal", lambda channel, category, content: "")
 
 
 @pytest.fixture(autouse=True)

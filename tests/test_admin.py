@@ -141,7 +141,7 @@ def test_every_changelist_change_and_add_page_renders_for_the_admin_role(admin_c
         checked.append(model)
     assert {m.__name__ for m in checked} == {
         "Customer", "ContactPoint", "Consent", "ConsentChange", "Event", "ProfileUpdate",
-        "SuppressedIdentifier", "Segment", "Message", "MessageTransition", "ApiKey", "OutboxMessage",
+        "SuppressedIdentifier", "Segment", "Message", "MessageTransition", "ApiKey", "OutboxMessage", "ContentRuleSettings",
         "Journey", "JourneyVersion", "Enrollment", "EnrollmentStep", "SchedulerLease",
         "FrequencyRule", "GovernorSettings", "QuietHoursRule", "PolicyChange", "GovernorVerdict",
     }

@@ -79,7 +79,8 @@ def test_create_update_publish_takes_a_journey_live(api_client):
         "id", "name", "description", "category", "priority", "tags", "goal_event", "goal_filters",
         "goal_window_seconds", "goal_value_property", "exit_on_conversion", "reentry",
         "reentry_cooldown_seconds", "entry_limit", "holdout_percent", "status", "live_version",
-        "draft_version", "graph_version", "graph", "event_names", "entered_count", "created_at", "updated_at",
+        "draft_version", "graph_version", "graph", "content_problems", "event_names", "entered_count",
+        "created_at", "updated_at",
     }
 
 

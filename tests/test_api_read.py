@@ -191,7 +191,7 @@ def test_invalid_query_parameter_is_a_400_naming_it(api_client, people, params, 
 def test_invalid_consent_filter_lists_the_choices(api_client, people):
     body = api_client.get(LIST, {"consent": "sms:marketing:maybe"}).json()
     assert body["error"]["fields"][0]["reason"] == (
-        "unknown status 'maybe'; choose from opted_in, opted_out, unsubscribed, bounced, complained"
+        "unknown status 'maybe'; choose from opted_in, opted_out, unsubscribed, bounced, complained, stopped"
     )
 
 

@@ -69,7 +69,7 @@ def test_consent_patch_body_is_one_change_or_a_list_of_whole_changes(schema):
         {"type": "array", "items": {"$ref": "#/components/schemas/ConsentChange"}},
     ]
     assert components["ConsentChange"]["required"] == ["category", "channel", "status"]
-    assert components["ConsentStatusEnum"]["enum"] == ["opted_in", "opted_out", "unsubscribed", "bounced", "complained"]
+    assert components["ConsentStatusEnum"]["enum"] == ["opted_in", "opted_out", "unsubscribed", "bounced", "complained", "stopped"]
 
 
 def test_contact_points_in_the_schema_have_no_keys(schema):

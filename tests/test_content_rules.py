@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import unicodedata
 
 import pytest
@@ -273,6 +274,37 @@ def test_rules_run_on_raw_liquid_as_written():
     assert problems("sms", "marketing", {"body": body}) == []
 
 
+def test_a_length_counted_on_raw_liquid_says_so():
+    body = "Hi {{ customer.first_name }}, " + "a" * 440 + " Reply STOP"
+    assert problems("sms", "marketing", {"body": body}) == [
+        "sms.body: 4 segments (GSM-7, 481 characters counted as 485); marketing SMS may use at most 3 "
+        "(Liquid such as {{ … }} counted as written; the rendered text is checked again when sent)"
+    ]
+    assert problems("push", "marketing", {"title": "{{ event.name }} " + "t" * 40, "body": "b"}) == [
+        "push.title: 57 characters; push titles are cut after about 50 "
+        "(Liquid such as {{ … }} counted as written; the rendered text is checked again when sent)"
+    ]
+
+
+def test_rendered_text_carries_no_liquid_note():
+    body = "Hi Maya, " + "a" * 440 + " Reply STOP"
+    assert problems("sms", "marketing", {"body": body}) == [
+        "sms.body: 4 segments (GSM-7, 460 characters); marketing SMS may use at most 3"
+    ]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "Your order {{ event.deal }} has shipped",
+        "Your {{ customer.coupon | default: 'order' }} has shipped",
+        "{% if event.sale %}Your order{% endif %} has shipped",
+    ],
+)
+def test_variable_names_in_a_raw_template_are_not_promotional_wording(body):
+    assert problems("sms", "transactional", {"body": body}) == []
+
+
 # --- push --------------------------------------------------------------------------------
 
 
@@ -356,8 +388,9 @@ def test_in_app_is_an_error_where_the_customer_cannot_be_in_the_app():
     assert check_content("in_app", "marketing", content, customer_can_be_in_app=False) == [
         ContentProblem(
             "in_app", "error",
-            "in-app messages are only seen in the app, and this journey has "
-            "no moment when the customer is in it",
+            "in-app messages are only seen in the app, and people can reach this step when they "
+            "are not in it: send it straight after an app event (Screen Viewed, Page Viewed, "
+            "Application Opened) at the entry or a wait, with no delay in between",
         )
     ]
 
@@ -434,3 +467,23 @@ def test_from_mapping_overrides_the_in_app_flag_and_subject_length():
 def test_from_mapping_rejects_bad_admin_data_naming_the_key(data, message):
     with pytest.raises(ValueError, match=message):
         RuleSet.from_mapping(data)
+
+
+def test_rule_errors_names_every_bad_rule_at_once():
+    assert content_rules.rule_errors({
+        "push_max_actions": 0,
+        "sms_opt_out_phrases": [],
+        "in_app_presence_events": ["Screen Viewed", 3],
+        "email_subject_max_chars": 70,
+        "colour": "red",
+    }) == {
+        "push_max_actions": "push_max_actions must be a whole number of at least 1",
+        "sms_opt_out_phrases": "sms_opt_out_phrases must hold at least one phrase",
+        "in_app_presence_events": "in_app_presence_events must hold only non-empty phrases",
+        "colour": "colour is not a content rule",
+    }
+    assert content_rules.rule_errors(dataclasses.asdict(DEFAULT_RULES)) == {}
+
+
+def test_rule_names_are_the_rule_set_fields():
+    assert content_rules.RULE_NAMES == tuple(f.name for f in dataclasses.fields(RuleSet))

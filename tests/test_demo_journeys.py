@@ -13,6 +13,7 @@ from orchestrator.demo_journeys import seed_journeys
 from orchestrator.engine.entry import enrol_segment
 from orchestrator.engine.models import Enrollment
 from orchestrator.engine.runner import run_due
+from tests.api_factories import opted_in
 
 pytestmark = pytest.mark.django_db
 
@@ -44,7 +45,8 @@ def test_without_the_lapsed_segment_the_win_back_journey_is_skipped():
 
 def test_win_back_enrols_the_segment_and_sends_the_push(lapsed_segment, django_capture_on_commit_callbacks):
     seed_journeys()
-    customer = Customer.objects.create(external_id="lapsed-1", traits={"first_name": "Ines"})
+    # The segment's "reachable on push" is the send-time rule: a subscription and an opt-in.
+    customer = opted_in(Customer.objects.create(external_id="lapsed-1", traits={"first_name": "Ines"}), Channel.PUSH)
     ContactPoint.objects.create(customer=customer, channel=Channel.PUSH, address="token-1")
     journey = Journey.objects.select_related("live_version").get(name="Win back lapsed app users")
     journey.holdout_percent = 0

@@ -13,6 +13,7 @@ from channels_app.models import Message, MessageTransition, OutboxMessage
 from customers.consent import do_set_consent
 from customers.models import ContactPoint, Customer
 from orchestrator.dispatch import DispatchResult, SendRequest, dispatch
+from tests.api_factories import opted_in
 
 T0 = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
 EMAIL = {"subject": "Hello Ada", "html": "<p>Hi <b>Ada</b></p>"}
@@ -26,7 +27,8 @@ def _frozen_clock():
 
 @pytest.fixture
 def ada(db):
-    return Customer.objects.create(external_id="ada", email="ada@example.com", phone="+14155550100")
+    """Opted in to marketing everywhere: which consent allows what is tests/test_consent_availability.py."""
+    return opted_in(Customer.objects.create(external_id="ada", email="ada@example.com", phone="+14155550100"))
 
 
 def send_request(customer, channel="email", category="marketing", key="enrollment:1:step:1", **overrides):
@@ -110,9 +112,9 @@ def test_unsubscribed_marketing_sms_is_recorded_as_suppressed_with_the_reason(ad
         result = dispatch_in_transaction(send_request(ada, channel="sms"))
 
     message = Message.objects.get()
-    assert result == DispatchResult("suppressed", message.pk, "sms/marketing: unsubscribed")
+    assert result == DispatchResult("suppressed", message.pk, "marketing SMS: the customer unsubscribed")
     assert (message.status, message.suppressed_at) == ("suppressed", T0)
-    assert history(message.pk) == [("", "queued", ""), ("queued", "suppressed", "sms/marketing: unsubscribed")]
+    assert history(message.pk) == [("", "queued", ""), ("queued", "suppressed", "marketing SMS: the customer unsubscribed")]
     assert callbacks == []
     assert not OutboxMessage.objects.exists()
 
@@ -133,7 +135,7 @@ def test_consent_is_checked_before_the_address(db):
 
     result = dispatch_in_transaction(send_request(customer, channel="sms"))
 
-    assert (result.outcome, result.reason) == ("suppressed", "sms/marketing: opted_out")
+    assert (result.outcome, result.reason) == ("suppressed", "marketing SMS: the customer opted out")
 
 
 @pytest.mark.parametrize(
@@ -141,7 +143,7 @@ def test_consent_is_checked_before_the_address(db):
     [("email", "no email address"), ("sms", "no phone number"), ("push", "no enabled push subscription")],
 )
 def test_channel_without_an_address_is_suppressed_with_the_reason(db, channel, reason, django_capture_on_commit_callbacks):
-    customer = Customer.objects.create(external_id="bare")
+    customer = opted_in(Customer.objects.create(external_id="bare"), channel)
     # A disabled subscription is no way to reach someone.
     ContactPoint.objects.create(customer=customer, channel="push", address="https://push.example/sub/1", enabled=False)
 

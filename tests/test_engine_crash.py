@@ -40,8 +40,8 @@ from django.utils import timezone
 
 from channels_app.delivery import recover_stranded
 from channels_app.models import Message, MessageStatus, MessageTransition, OutboxMessage
-from customers.enums import Channel, PushPlatform
-from customers.models import ContactPoint, Customer, Segment
+from customers.enums import Category, Channel, ConsentStatus, PushPlatform
+from customers.models import Consent, ContactPoint, Customer, Segment
 from orchestrator.engine.entry import enrol_segment
 from orchestrator.engine.models import Enrollment, EnrollmentState, EnrollmentStep, ExitReason
 from orchestrator.engine.runner import run_due
@@ -73,11 +73,15 @@ SWEEP_SENDING_AFTER = timedelta(seconds=1)
 
 
 def crash_graph(segment_id: int) -> dict:
+    # Content the channel content rules accept: the workers are separate processes, where
+    # the test suite's switch (conftest) does not reach, and refused content is never sent.
+    unsubscribe = '<p><a href="https://example.com/unsubscribe">Unsubscribe</a></p>'
     return linear_graph(
         node("entry", "entry", trigger="segment", segment_id=segment_id),
-        node("sms", "send", channel="sms", content={"sms": {"body": "Hi {{ customer.first_name }}, 20% off today"}}),
+        node("sms", "send", channel="sms",
+             content={"sms": {"body": "Hi {{ customer.first_name }}, 20% off today. Reply STOP to opt out"}}),
         node("email", "send", channel="email",
-             content={"email": {"subject": "For you, {{ customer.first_name }}", "html": "<p>20% off today</p>"}}),
+             content={"email": {"subject": "For you, {{ customer.first_name }}", "html": f"<p>20% off today</p>{unsubscribe}"}}),
         node("push", "send", channel="push", content={"push": {"title": "20% off", "body": "Today only"}}),
         node("mark", "update_profile", trait="offer_journey", value="done"),
         node("done", "exit"),
@@ -96,6 +100,10 @@ def launch_audience(count: int) -> int:
     ContactPoint.objects.bulk_create(
         ContactPoint(customer=c, channel=Channel.PUSH, platform=PushPlatform.IOS, address=f"fcm-crash-{c.pk}")
         for c in customers
+    )
+    Consent.objects.bulk_create(
+        Consent(customer=c, channel=channel, category=Category.MARKETING, status=ConsentStatus.OPTED_IN, source="test")
+        for c in customers for channel in (Channel.EMAIL, Channel.SMS, Channel.PUSH)
     )
     segment = Segment.objects.create(
         name="Crash cohort",

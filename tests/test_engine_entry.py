@@ -25,6 +25,7 @@ from orchestrator.engine.entry import EntryResult, enrol, enrol_segment, in_hold
 from orchestrator.engine.events import handle_events
 from orchestrator.engine.models import Enrollment, EnrollmentState, EnrollmentStep, ExitReason
 from orchestrator.engine.runner import run_due
+from tests.api_factories import opted_in
 from tests.journey_factories import linear_graph, make_live_journey, node
 
 pytestmark = pytest.mark.django_db
@@ -44,8 +45,9 @@ def cart_graph() -> dict:
 
 
 def make_customer(external_id: str, **fields) -> Customer:
+    """Opted in to marketing on every channel: these tests are about the engine, not consent."""
     fields.setdefault("phone", "+12125550100")
-    return Customer.objects.create(external_id=external_id, **fields)
+    return opted_in(Customer.objects.create(external_id=external_id, **fields))
 
 
 def record(customer: Customer, name: str, properties: dict | None = None, *, at: dt.datetime | None = None) -> Event:

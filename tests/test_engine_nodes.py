@@ -27,6 +27,7 @@ from orchestrator.engine.events import handle_events, on_message_engagement
 from orchestrator.engine.models import Enrollment, EnrollmentState, EnrollmentStep, ExitReason
 from orchestrator.engine.runner import run_due
 from orchestrator.engine.steps import bucket
+from tests.api_factories import opted_in
 from tests.journey_factories import linear_graph, make_live_journey, node
 
 pytestmark = pytest.mark.django_db
@@ -50,8 +51,9 @@ def graph(nodes: list[dict], edges: list[tuple[str, str, str]]) -> dict:
 
 
 def make_customer(external_id: str, **fields) -> Customer:
+    """Opted in to marketing on every channel: these tests are about the engine, not consent."""
     fields.setdefault("phone", "+12125550100")
-    return Customer.objects.create(external_id=external_id, **fields)
+    return opted_in(Customer.objects.create(external_id=external_id, **fields))
 
 
 def start(journey: Journey, customer: Customer, **properties) -> Enrollment:
@@ -560,8 +562,8 @@ def test_send_blocked_by_consent_is_suppressed_with_the_reason_and_recorded(ada)
     promo, after = Message.objects.filter(customer=ada).order_by("id")
     assert (promo.status, after.status) == (MessageStatus.SUPPRESSED, MessageStatus.SUPPRESSED)
     assert logged(enrollment)[1:3] == [
-        ("promo", "suppressed", "sms: sms/marketing: unsubscribed", promo.pk),
-        ("after", "suppressed", "sms: sms/marketing: unsubscribed", after.pk),
+        ("promo", "suppressed", "sms: marketing SMS: the customer unsubscribed", promo.pk),
+        ("after", "suppressed", "sms: marketing SMS: the customer unsubscribed", after.pk),
     ]
     enrollment.refresh_from_db()
     assert "touches" not in enrollment.context

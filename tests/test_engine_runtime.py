@@ -28,6 +28,7 @@ from orchestrator.engine.entry import enrol
 from orchestrator.engine.events import handle_events
 from orchestrator.engine.models import Enrollment, EnrollmentState, EnrollmentStep, ExitReason
 from orchestrator.engine.runner import RunStats, run_batch, run_due
+from tests.api_factories import opted_in
 from tests.journey_factories import linear_graph, make_live_journey, node
 
 pytestmark = pytest.mark.django_db
@@ -50,8 +51,9 @@ def sms(node_id: str, body: str | None = None) -> dict:
 
 
 def make_customer(external_id: str, **fields) -> Customer:
+    """Opted in to marketing on every channel: these tests are about the engine, not consent."""
     fields.setdefault("phone", "+12125550100")
-    return Customer.objects.create(external_id=external_id, **fields)
+    return opted_in(Customer.objects.create(external_id=external_id, **fields))
 
 
 def arrive(customer: Customer, name: str, properties: dict | None = None) -> Event:

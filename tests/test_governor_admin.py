@@ -185,7 +185,8 @@ def test_settings_are_one_page_changed_in_place(admin_client, admin_user):
 
     response = admin_client.post(
         url(GovernorSettings, "change", settings_row.pk),
-        {"min_spacing_minutes": "0", "fallback_timezone": "Europe/London", "defer_horizon_hours": "24"},
+        {"min_spacing_minutes": "0", "fallback_timezone": "Europe/London", "defer_horizon_hours": "24",
+         "marketing_opt_in_channels": ["email", "sms", "push"]},
     )
 
     assert response.status_code == 302
@@ -194,8 +195,9 @@ def test_settings_are_one_page_changed_in_place(admin_client, admin_user):
     }
     change = PolicyChange.objects.get()
     assert (change.model_label, change.object_id, change.action) == ("orchestrator.governorsettings", "1", "changed")
-    assert change.before == {"min_spacing_minutes": 30, "fallback_timezone": "UTC", "in_app_counts": False, "defer_horizon_hours": 72}
-    assert change.after == {"min_spacing_minutes": 0, "fallback_timezone": "Europe/London", "in_app_counts": False, "defer_horizon_hours": 24}
+    opt_in = {"marketing_opt_in_channels": ["email", "sms", "push"]}
+    assert change.before == {"min_spacing_minutes": 30, "fallback_timezone": "UTC", "in_app_counts": False, "defer_horizon_hours": 72} | opt_in
+    assert change.after == {"min_spacing_minutes": 0, "fallback_timezone": "Europe/London", "in_app_counts": False, "defer_horizon_hours": 24} | opt_in
 
 
 def test_settings_refuse_an_unknown_time_zone(admin_client):
@@ -254,7 +256,7 @@ def test_bulk_delete_records_one_change_per_row(admin_client):
 
 
 def test_an_admin_save_is_seen_by_the_next_send_at_once(admin_client, monkeypatch, django_capture_on_commit_callbacks):
-    monkeypatch.setattr(loading, "_clock", lambda: 1000.0)  # time stands still: only forgetting can refresh
+    monkeypatch.setattr(loading._cached, "clock", lambda: 1000.0)  # time stands still: only forgetting can refresh
     assert load_policy().rules[0].max_count == 3
 
     rule = daily_rule()

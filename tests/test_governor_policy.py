@@ -52,7 +52,7 @@ def _fresh_policy_cache():
 def clock(monkeypatch):
     """The loader's monotonic clock, moved by hand."""
     now = {"t": 1000.0}
-    monkeypatch.setattr(loading, "_clock", lambda: now["t"])
+    monkeypatch.setattr(loading._cached, "clock", lambda: now["t"])
     return now
 
 
@@ -289,10 +289,10 @@ def test_policy_is_kept_past_the_ttl_while_the_generation_has_not_moved(clock, d
 def test_forget_policy_in_one_process_reaches_the_others_within_the_ttl(clock):
     stale = load_policy()
     FrequencyRule.objects.update(enabled=False)
-    other_process_memo = loading._memo
+    other_process_memo = loading._cached.memo
 
     forget_policy()  # what the admin's process runs on commit
-    loading._memo = other_process_memo  # this process now stands for another one
+    loading._cached.memo = other_process_memo  # this process now stands for another one
 
     assert load_policy() is stale
     clock["t"] += loading.TTL_SECONDS

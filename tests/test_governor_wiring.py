@@ -25,6 +25,7 @@ from orchestrator.governor.models import (
     GovernorVerdict,
     QuietHoursRule,
 )
+from tests.api_factories import opted_in
 from tests.journey_factories import linear_graph, make_live_journey, node
 
 pytestmark = pytest.mark.django_db
@@ -79,7 +80,7 @@ def sms_journey(name: str, *, on_cap: str | None = None, then_update: bool = Fal
 def new_yorker(external_id: str = "maya") -> Customer:
     person = Customer.objects.create(external_id=external_id, phone="+12125550117", timezone="America/New_York")
     ContactPoint.objects.create(customer=person, channel=Channel.SMS, address="+12125550117")
-    return person
+    return opted_in(person)  # to marketing on every channel
 
 
 def enter(journey, person, at: dt.datetime) -> Enrollment:
@@ -338,7 +339,7 @@ def test_a_deferral_beyond_the_horizon_suppresses_instead():
 def test_a_consent_suppression_stores_a_verdict_linked_to_the_suppressed_message():
     set_policy()  # no governor rules at all: consent is checked regardless
     person = new_yorker()
-    Consent.objects.create(customer=person, channel=Channel.SMS, category="marketing", status="unsubscribed", source="test")
+    Consent.objects.filter(customer=person, channel=Channel.SMS, category="marketing").update(status="unsubscribed")
     journey = sms_journey("Offer")
     enrollment = enter(journey, person, NOON)
 
@@ -347,7 +348,7 @@ def test_a_consent_suppression_stores_a_verdict_linked_to_the_suppressed_message
     suppressed = Message.objects.get()
     assert suppressed.status == "suppressed"
     assert verdict_row(GovernorVerdict.objects.get()) == {
-        "decision": "suppress", "rule": "consent", "reason": "sms/marketing: unsubscribed", "until": None,
+        "decision": "suppress", "rule": "consent", "reason": "marketing SMS: the customer unsubscribed", "until": None,
         "counts": {}, "channel": "sms", "category": "marketing", "journey_id": journey.pk,
         "enrollment_id": enrollment.pk, "node_id": "sms", "message_id": suppressed.pk, "at": NOON,
     }

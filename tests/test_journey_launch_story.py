@@ -22,6 +22,7 @@ from channels_app.models import Message, MessageStatus, OutboxMessage
 from customers.enums import Channel, PushPlatform
 from customers.models import ContactPoint, Customer
 from orchestrator.engine.models import Enrollment, EnrollmentState, EnrollmentStep, ExitReason
+from tests.api_factories import opted_in
 from tests.journey_factories import make_live_journey, node
 
 pytestmark = pytest.mark.django_db
@@ -71,7 +72,7 @@ def maya(db):
     ContactPoint.objects.create(
         customer=customer, channel=Channel.PUSH, platform=PushPlatform.IOS, address="fcm-token-maya"
     )
-    return customer
+    return opted_in(customer)
 
 
 @pytest.fixture

@@ -20,6 +20,9 @@ from customers.segments import (
     member_count,
     validate_definition,
 )
+from orchestrator.governor.loading import load_policy
+from tests import api_factories as factories
+from tests.api_factories import opted_in
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 
@@ -319,15 +322,26 @@ def test_consent_neq_includes_customers_with_nothing_recorded(consented):
     assert members(sms_marketing("unset", operator="neq")) == {"opted-in", "unsubscribed"}
 
 
-def test_reachable_counts_only_enabled_contact_points():
-    ContactPoint.objects.create(customer=person("sms"), channel=Channel.SMS, address="+33612345678")
-    ContactPoint.objects.create(customer=person("disabled-sms"), channel=Channel.SMS, address="+33612345679", enabled=False)
-    ContactPoint.objects.create(customer=person("push"), channel=Channel.PUSH, address="https://push.example/1")
-    person("none")
-    assert members({"type": "reachable", "channel": "sms"}) == {"sms"}
-    assert members({"type": "reachable", "channel": "any"}) == {"sms", "push"}
-    assert members({"type": "reachable"}) == {"sms", "push"}
-    assert members({"type": "reachable", "channel": "sms", "value": False}) == {"disabled-sms", "push", "none"}
+def test_reachable_means_a_marketing_message_on_the_channel_would_go():
+    """The send-time rule (channels_app.reachability, tests/test_consent_availability.py):
+    an opt-in where the policy needs one, no bounce or STOP, and an address."""
+    ContactPoint.objects.create(customer=opted_in(person("sms"), Channel.SMS), channel=Channel.SMS, address="+33612345678")
+    opted_in(person("profile-phone", phone="+33612345670"), Channel.SMS)
+    disabled = opted_in(person("disabled-sms"), Channel.SMS)
+    ContactPoint.objects.create(customer=disabled, channel=Channel.SMS, address="+33612345679", enabled=False)
+    person("never-opted-in", phone="+33612345671")
+    stopped = opted_in(person("stopped", phone="+33612345672"), Channel.SMS)
+    factories.consent(stopped, Channel.SMS, Category.TRANSACTIONAL, ConsentStatus.STOPPED)
+    ContactPoint.objects.create(customer=opted_in(person("push"), Channel.PUSH), channel=Channel.PUSH, address="https://push.example/1")
+    factories.consent(person("in-app-out"), Channel.IN_APP, Category.MARKETING, ConsentStatus.OPTED_OUT)
+    everyone = {"sms", "profile-phone", "disabled-sms", "never-opted-in", "stopped", "push", "in-app-out"}
+
+    assert members({"type": "reachable", "channel": "sms"}) == {"sms", "profile-phone"}
+    assert members({"type": "reachable", "channel": "push"}) == {"push"}
+    # Every customer has an in-app inbox, which needs no opt-in.
+    assert members({"type": "reachable", "channel": "any"}) == everyone - {"in-app-out"}
+    assert members({"type": "reachable"}) == everyone - {"in-app-out"}
+    assert members({"type": "reachable", "channel": "sms", "value": False}) == everyone - {"sms", "profile-phone"}
 
 
 # --- combining ------------------------------------------------------------------------
@@ -405,6 +419,7 @@ def test_member_count_is_one_query_whatever_the_conditions(django_assert_num_que
     Consent.objects.create(customer=match, channel="sms", category="marketing", status="opted_in", source="test")
     ContactPoint.objects.create(customer=match, channel="sms", address="+33612345678")
     person("other", traits={"plan": "pro"})
+    load_policy()  # the reachable condition reads the policy's opt-in channels, cached
     with django_assert_num_queries(1):
         assert member_count(EVERY_KIND) == 1
     with django_assert_num_queries(1):
@@ -467,7 +482,7 @@ def test_invalid_segment_is_a_validation_error_keyed_by_path():
         ({"type": "event", "event": "X", "aggregate": "never_occurred", "value": 1}, "value", "is not used with never_occurred"),
         (orders("gte", 1, where={"property": "x", "operator": "gt", "value": "a"}), "where.value", "must be a number"),
         (orders("gte", 1, where={"property": "x", "operator": "eq", "value": 1, "foo": 2}), "where.foo", "is not a known key here"),
-        (sms_marketing("maybe"), "status", "must be one of: opted_in, opted_out, unsubscribed, bounced, complained, unset"),
+        (sms_marketing("maybe"), "status", "must be one of: opted_in, opted_out, unsubscribed, bounced, complained, stopped, unset"),
         ({"type": "reachable", "channel": "sms", "value": "yes"}, "value", "must be true or false"),
         ({"type": "group", "match": "any", "conditions": []}, "conditions", "must be a non-empty list"),
     ],

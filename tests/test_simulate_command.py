@@ -11,6 +11,7 @@ from django.core.management import CommandError, call_command
 
 from customers.models import Customer, Event
 from orchestrator.engine.models import Enrollment
+from tests.api_factories import opted_in
 from tests.journey_factories import make_live_journey
 from tests.test_journey_launch_story import cart_recovery_graph
 
@@ -66,7 +67,7 @@ def test_prints_one_line_per_entry_in_the_customers_time_then_the_outcome(cart_r
 
 
 def test_json_output_and_events_from_a_file_for_an_existing_customer(cart_recovery, tmp_path):
-    Customer.objects.create(external_id="maya-17", phone="+12125550117", timezone="Europe/Paris", traits={"first_name": "Maya"})
+    opted_in(Customer.objects.create(external_id="maya-17", phone="+12125550117", timezone="Europe/Paris", traits={"first_name": "Maya"}))
     script = tmp_path / "events.json"
     script.write_text(json.dumps(EVENTS))
 

@@ -22,6 +22,7 @@ from orchestrator.engine.events import handle_events
 from orchestrator.engine.models import Enrollment, EnrollmentState, EnrollmentStep, ExitReason
 from orchestrator.roles import Role
 from orchestrator.timeline import FILTERS, Cursor, Kind
+from tests.api_factories import opted_in
 from tests.journey_factories import make_live_journey, node
 
 pytestmark = pytest.mark.django_db
@@ -44,9 +45,9 @@ def marketer(client, make_user):
 
 @pytest.fixture
 def ada():
-    return Customer.objects.create(
+    return opted_in(Customer.objects.create(
         external_id="u-ada", phone="+14155550101", timezone="Asia/Tokyo", traits={"first_name": "Ada"}
-    )
+    ))
 
 
 def cart_graph() -> dict:

@@ -13,7 +13,9 @@ from django.urls import reverse
 from channels_app.models import Message
 from customers.enums import Category, Channel, ConsentStatus
 from customers.models import Consent, ContactPoint, Customer
+from orchestrator.governor.loading import load_policy
 from orchestrator.roles import Role
+from tests.api_factories import opted_in
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 URL = reverse("customers:list")
@@ -133,25 +135,29 @@ def test_filters_and_search_combine(viewer, people):
     assert listed(viewer.get(URL, {"q": "lovelace", "tz": "America/New_York"})) == []
 
 
-def test_reachable_by_email_needs_an_address_and_no_marketing_opt_out(viewer):
-    make("has-email", 1, email="a@example.com")
-    make("email-point-only", 2)
-    ContactPoint.objects.create(customer=Customer.objects.get(external_id="email-point-only"), channel=Channel.EMAIL, address="b@example.com")
+def test_reachable_by_email_means_marketing_email_would_go(viewer):
+    """The send-time rule (tests/test_consent_availability.py): an opt-in, no bounce, an address."""
+    opted_in(make("has-email", 1, email="a@example.com"), Channel.EMAIL)
+    point_only = opted_in(make("email-point-only", 2), Channel.EMAIL)
+    ContactPoint.objects.create(customer=point_only, channel=Channel.EMAIL, address="b@example.com")
     unsubscribed = make("unsubscribed", 3, email="c@example.com")
     Consent.objects.create(customer=unsubscribed, channel=Channel.EMAIL, category=Category.MARKETING, status=ConsentStatus.UNSUBSCRIBED, source="t")
-    transactional_out = make("transactional-out", 4, email="d@example.com")
+    transactional_out = opted_in(make("transactional-out", 4, email="d@example.com"), Channel.EMAIL)
     Consent.objects.create(customer=transactional_out, channel=Channel.EMAIL, category=Category.TRANSACTIONAL, status=ConsentStatus.OPTED_OUT, source="t")
-    sms_out = make("sms-out", 5, email="e@example.com")
+    sms_out = opted_in(make("sms-out", 5, email="e@example.com"), Channel.EMAIL)
     Consent.objects.create(customer=sms_out, channel=Channel.SMS, category=Category.MARKETING, status=ConsentStatus.OPTED_OUT, source="t")
-    make("no-email", 6, phone="+14155550100")
+    opted_in(make("no-email", 6, phone="+14155550100"), Channel.EMAIL)
+    make("never-opted-in", 7, email="f@example.com")
+    bounced = opted_in(make("bounced", 8, email="g@example.com"), Channel.EMAIL)
+    Consent.objects.create(customer=bounced, channel=Channel.EMAIL, category=Category.TRANSACTIONAL, status=ConsentStatus.BOUNCED, source="t")
 
     assert listed(viewer.get(URL, {"reachable": "email"})) == ["has-email", "email-point-only", "transactional-out", "sms-out"]
 
 
 def test_reachable_by_push_needs_an_enabled_subscription(viewer):
-    enabled = make("enabled", 1)
+    enabled = opted_in(make("enabled", 1), Channel.PUSH)
     ContactPoint.objects.create(customer=enabled, channel=Channel.PUSH, address="https://push.example/1")
-    disabled = make("disabled", 2)
+    disabled = opted_in(make("disabled", 2), Channel.PUSH)
     ContactPoint.objects.create(customer=disabled, channel=Channel.PUSH, address="https://push.example/2", enabled=False)
     make("none", 3, email="x@example.com")
     assert listed(viewer.get(URL, {"reachable": "push"})) == ["enabled"]
@@ -264,6 +270,7 @@ def test_list_query_count_does_not_grow_with_customers_or_messages(viewer, djang
         for k in range(3):
             Message.objects.create(customer=customer, channel=Channel.SMS, category=Category.MARKETING, queued_at=NOW, idempotency_key=f"{n}-{k}")
     assert _count_queries(viewer) == few
+    load_policy()  # the reachable filter reads the policy's opt-in channels, cached
     # session, user, roles, count, page (time zones come from the cache)
     with django_assert_max_num_queries(5):
         viewer.get(URL, {"q": "c", "reachable": "email", "tz": "Europe/Paris"})

@@ -17,7 +17,7 @@ from customers.enums import Category
 from journeys.filters import OPS
 from journeys.models import Journey, JourneyStatus, JourneyVersion, ReentryPolicy
 from journeys.nodes import NodeKind
-from journeys.services import EXPORT_FORMAT
+from journeys.services import EXPORT_FORMAT, journey_content_problems
 from orchestrator.schema import EnumChoiceField
 
 # --- Graph (documentation of docs/journeys.md's format) -------------------------------------
@@ -152,6 +152,13 @@ class JourneySummarySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class ContentProblemSerializer(serializers.Serializer):
+    node = serializers.CharField(help_text="The send node's id.")
+    field = serializers.CharField(help_text="The channel's field, e.g. sms.body; the channel alone (in_app) for where the node is.")
+    severity = serializers.ChoiceField(choices=["error", "warning"], help_text="Errors block publishing; warnings do not.")
+    message = serializers.CharField()
+
+
 class JourneyDetailSerializer(JourneySummarySerializer):
     reentry = EnumChoiceField(ReentryPolicy, read_only=True)
     goal_filters = PropertyFilterSerializer(many=True, read_only=True)
@@ -161,12 +168,15 @@ class JourneyDetailSerializer(JourneySummarySerializer):
     )
     graph = serializers.SerializerMethodField(help_text="The draft's graph, or the live one when there is no draft.")
     graph_version = serializers.SerializerMethodField(help_text="The number of the version `graph` is from.")
+    content_problems = serializers.SerializerMethodField(
+        help_text="The channel content rules' findings on `graph`'s send nodes (docs/journeys.md, Content rules).",
+    )
 
     class Meta:
         model = Journey
         fields = [
             "id", *_SETTINGS_FIELDS, "status", "live_version", "draft_version",
-            "graph_version", "graph", "event_names", "entered_count", "created_at", "updated_at",
+            "graph_version", "graph", "content_problems", "event_names", "entered_count", "created_at", "updated_at",
         ]
         read_only_fields = fields
 
@@ -183,6 +193,11 @@ class JourneyDetailSerializer(JourneySummarySerializer):
     def get_graph_version(self, journey: Journey) -> int | None:
         version = self._shown(journey)
         return version.number if version else None
+
+    @extend_schema_field(ContentProblemSerializer(many=True))
+    def get_content_problems(self, journey: Journey) -> list[dict]:
+        version = self._shown(journey)
+        return [p.to_json() for p in journey_content_problems(journey, version.graph if version else None)]
 
 
 class JourneyVersionSerializer(serializers.ModelSerializer):

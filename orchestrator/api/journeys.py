@@ -3,8 +3,10 @@
 Access: an API key with scope ``manage``, or a signed-in user with ``journeys.view`` (reads)
 or ``journeys.edit`` (changes). Errors have the one shape of orchestrator.api_errors: bad
 settings are a 400 ``invalid`` naming each field, a graph that cannot be published a 400
-``invalid_graph`` naming each problem's path and node, and a change the journey's status
-does not allow a 409 ``conflict`` naming that status.
+``invalid_graph`` naming each problem's path and node (channel content errors included),
+and a change the journey's status does not allow a 409 ``conflict`` naming that status.
+A journey's representation carries ``content_problems``: what the channel content rules
+find in the shown graph's send nodes, errors and warnings, each pinned on its node.
 """
 
 from __future__ import annotations
@@ -133,7 +135,8 @@ def _detail(journey_id: int, http_status: int = status.HTTP_200_OK) -> Response:
     summary="Create a draft journey",
     description=(
         "Creates the journey and its draft version 1 with the given graph, or a lone entry "
-        "node. A draft may be unfinished; publishing checks the graph." + _EDIT_ACCESS
+        "node. A draft may be unfinished; publishing checks the graph. `content_problems` "
+        "lists what the channel content rules find in its send nodes." + _EDIT_ACCESS
     ),
     request=s.JourneyWriteSerializer,
     responses={201: s.JourneyDetailSerializer, **_INVALID, **_ERRORS},
@@ -169,7 +172,9 @@ def journey_collection(request: Request) -> Response:
     description=(
         "Only the fields given change. Editing the graph of a journey whose versions are all "
         "published starts a new draft (the next number) from the live graph; a published "
-        "version never changes. Archived journeys cannot be edited (409)." + _EDIT_ACCESS
+        "version never changes. Archived journeys cannot be edited (409). A draft is saved "
+        "whatever the channel content rules find; `content_problems` lists it, each pinned "
+        "on its node and field." + _EDIT_ACCESS
     ),
     parameters=[_JOURNEY_ID],
     request=s.JourneyWriteSerializer,
@@ -191,7 +196,8 @@ def journey_detail(request: Request, journey_id: int) -> Response:
     summary="Publish the draft",
     description=(
         "Checks the whole graph and answers every problem at once (400 `invalid_graph`, each "
-        "with the problem's path and node). A draft journey goes live; a paused one stays "
+        "with the problem's path and node); a channel content rule's error is one of them, "
+        "a warning is not (it stays in `content_problems`). A draft journey goes live; a paused one stays "
         "paused. New entrants enter this version; people inside finish on theirs."
         + _EDIT_ACCESS
     ),

@@ -29,8 +29,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from channels_app.models import Message
-from customers.enums import Channel, PushPlatform
-from customers.models import ContactPoint, Customer, Event
+from customers.enums import Category, Channel, ConsentStatus, PushPlatform
+from customers.models import Consent, ContactPoint, Customer, Event
 from customers.validators import canonical_e164, validate_timezone
 from journeys import graph as graphs
 from journeys.filters import matches
@@ -438,6 +438,13 @@ def _inline_customer(inline: InlineCustomer, at: datetime) -> Customer:
     for channel, address, platform in points:
         if address:
             ContactPoint.objects.create(customer=customer, channel=channel, address=address, platform=platform)
+    # The description says where the customer can be reached, not what they agreed to: they
+    # opted in to marketing everywhere, so a missing address is what the timeline shows.
+    Consent.objects.bulk_create(
+        Consent(customer=customer, channel=channel, category=Category.MARKETING, status=ConsentStatus.OPTED_IN,
+                source=SOURCE, changed_at=at)
+        for channel in Channel
+    )
     return customer
 
 

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from channels_app.content_rules import check_content
+from channels_app.content_rules_loading import load_rules
 from channels_app.templating import TemplateError, render_content, template_context
 from customers.models import Customer, Segment
 from customers.segments import is_member
@@ -22,6 +24,8 @@ from journeys.nodes import NodeKind
 from orchestrator.dispatch import DispatchBatch, Outcome, PendingSend, SendRequest
 from orchestrator.engine import timing
 from orchestrator.engine.models import Enrollment, ExitReason, StepOutcome
+
+CONTENT_RULE = "content"  # the rule a send refused for its content is recorded under
 
 
 @dataclass
@@ -115,7 +119,10 @@ def arrive_send(visit: Visit) -> Step:
         content = render_content(channel, visit.config["content"].get(channel, {}), _template_context(visit))
     except TemplateError as error:
         return Step(StepOutcome.FAILED, port="out", detail=f"{channel}: {error.reason}"[:500])
-    sent = visit.sends.dispatch(_send_request(visit, channel, content))
+    request = _send_request(visit, channel, content)
+    # Before consent and caps are weighed: content that breaks a rule goes to nobody.
+    refusal = content_refusal(channel, visit.journey.category, content)
+    sent = visit.sends.refuse(request, refusal, rule=CONTENT_RULE) if refusal else visit.sends.dispatch(request)
     if sent.outcome == Outcome.DEFERRED:
         return Step(StepOutcome.DEFERRED, detail=f"{channel}: {sent.reason}"[:500], retry_at=sent.until)
     if sent.outcome == Outcome.SUPPRESSED:
@@ -123,6 +130,15 @@ def arrive_send(visit: Visit) -> Step:
         return Step(StepOutcome.SUPPRESSED, port="out", detail=f"{channel}: {sent.reason}"[:500], sent=sent, exit_reason=exit_reason)
     _remember_touch(visit, channel, sent)
     return Step(StepOutcome.SENT, port="out", detail=channel, sent=sent)
+
+
+def content_refusal(channel: str, category: str, content: dict) -> str:
+    """Why the rendered content may not go ("" when it may): every error the channel content
+    rules find now, after rendering (a variable may have made an SMS longer than publishing
+    could see). Warnings never stop a send. In-app presence is about the journey's shape,
+    checked when it was published, so it is not judged again here."""
+    errors = [str(p) for p in check_content(channel, category, content, load_rules()) if p.severity == "error"]
+    return f"{CONTENT_RULE}: {'; '.join(errors)}" if errors else ""
 
 
 def _template_context(visit: Visit) -> dict:

@@ -16,8 +16,11 @@ from collections.abc import Iterable
 
 from django import forms
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
+from django.template.response import TemplateResponse
+from django.urls import path
 
 from customers.enums import Channel
 from orchestrator.admin import ChorusModelAdmin, ReadOnlyModelAdmin, pretty_json
@@ -30,6 +33,7 @@ from orchestrator.governor.models import (
     QuietHoursRule,
     window_in_words,
 )
+from orchestrator.governor.preview import Comparison, policy_with, preview
 from orchestrator.roles import Capability
 
 # Kept on the row itself or on the PolicyChange: not part of what the policy says.
@@ -81,6 +85,32 @@ def do_delete_policy_rows(rows: Iterable[models.Model], user) -> int:
     return deleted
 
 
+# --- The preview: the last 7 days replayed under the form as edited, nothing saved -------------
+
+PREVIEW = "_preview"  # the name of the change form's "Preview against the last 7 days" button
+
+
+def _previewing(form_class: type[forms.ModelForm]) -> type[forms.ModelForm]:
+    """The admin form of a preview request: validated as usual, then previewed, never saved.
+
+    Once valid, ``is_valid()`` answers False, so the admin's change view re-renders the
+    bound form (its path for a form it will not save) instead of saving the row, logging
+    it and writing a PolicyChange. Its errors stay empty: no error note shows.
+    """
+
+    class PreviewForm(form_class):
+        preview: Comparison | None = None
+
+        def is_valid(self) -> bool:
+            if not super().is_valid():
+                return False  # the usual errors, and no preview
+            if self.preview is None:
+                self.preview = preview(policy_with(self.instance))
+            return False
+
+    return PreviewForm
+
+
 # --- Admin classes ---------------------------------------------------------------------------
 
 
@@ -93,6 +123,23 @@ class PolicyModelAdmin(ChorusModelAdmin):
 
     view_capability = Capability.MANAGE_POLICY
     change_capability = Capability.MANAGE_POLICY
+    change_form_template = "admin/orchestrator/governor/change_form.html"
+    change_list_template = "admin/orchestrator/governor/change_list.html"
+    delete_confirmation_template = "admin/orchestrator/governor/delete_confirmation.html"
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form_class = super().get_form(request, obj, change=change, **kwargs)
+        return _previewing(form_class) if request.method == "POST" and PREVIEW in request.POST else form_class
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        context["policy_preview"] = getattr(context["adminform"].form, "preview", None)
+        return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
+
+    def render_delete_form(self, request, context):
+        # Only on asking (?_preview=1): the replay takes seconds, a confirmation page should not.
+        if PREVIEW in request.GET and context.get("object") is not None:
+            context["policy_preview"] = preview(policy_with(context["object"], removed=True))
+        return super().render_delete_form(request, context)
 
     def save_model(self, request, obj, form, change):
         do_save_policy_row(obj, request.user, created=not change)
@@ -133,14 +180,56 @@ class FrequencyRuleAdmin(PolicyModelAdmin):
     def in_words(self, obj: FrequencyRule) -> str:
         return _sentence(obj.describe()) if obj.pk else "—"
 
+    def get_urls(self):
+        # Here rather than on the site: a page of the policy, for those who may see the policy.
+        page = path("preview/", self.admin_site.admin_view(self.preview_view), name="orchestrator_governor_preview")
+        return [page, *super().get_urls()]
+
+    def preview_view(self, request):
+        """The saved policy replayed over the last 7 days."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Governor policy preview",
+            "comparison": preview(),
+            "policy_in_words": _policy_in_words(self.admin_site),
+        }
+        return TemplateResponse(request, "admin/orchestrator/governor/preview.html", context)
+
+
+def _policy_in_words(site: admin.AdminSite) -> list[str]:
+    """The saved policy as the changelists say it: enabled caps, quiet hours, then the settings."""
+    rules = [f"{rule.name}: {rule.describe()}" for rule in FrequencyRule.objects.filter(enabled=True)]
+    quiet = [_sentence(quiet.describe()) for quiet in QuietHoursRule.objects.filter(enabled=True)]
+    settings_row = GovernorSettings.objects.filter(pk=GovernorSettings.SINGLETON_PK).first() or GovernorSettings()
+    return [*rules, *quiet, _sentence(site.get_model_admin(GovernorSettings).summary(settings_row))]
+
+
+class GovernorSettingsForm(forms.ModelForm):
+    marketing_opt_in_channels = forms.MultipleChoiceField(
+        label="Marketing needs an opt-in on",
+        choices=Channel.choices, widget=forms.CheckboxSelectMultiple, required=False,
+        help_text=GovernorSettings._meta.get_field("marketing_opt_in_channels").help_text,
+    )
+
+    class Meta:
+        model = GovernorSettings
+        fields = ["min_spacing_minutes", "fallback_timezone", "in_app_counts", "defer_horizon_hours", "marketing_opt_in_channels"]
+
 
 @admin.register(GovernorSettings)
 class GovernorSettingsAdmin(PolicyModelAdmin):
     """One row (pk=1): edited in place, never added twice, never deleted."""
 
+    form = GovernorSettingsForm
     list_display = ["__str__", "summary", "updated_at", "updated_by"]
     list_select_related = ["updated_by"]
-    fields = ["min_spacing_minutes", "fallback_timezone", "in_app_counts", "defer_horizon_hours", "updated_at", "updated_by"]
+    fields = [
+        "min_spacing_minutes", "fallback_timezone", "in_app_counts", "defer_horizon_hours", "marketing_opt_in_channels",
+        "updated_at", "updated_by",
+    ]
     readonly_fields = ["updated_at", "updated_by"]
 
     def has_add_permission(self, request, *args) -> bool:
@@ -153,7 +242,11 @@ class GovernorSettingsAdmin(PolicyModelAdmin):
     def summary(self, obj: GovernorSettings) -> str:
         spacing = f"{window_in_words(obj.min_spacing_minutes)} between marketing messages" if obj.min_spacing_minutes else "no minimum spacing"
         in_app = "in-app counted" if obj.in_app_counts else "in-app not counted"
-        return f"{spacing}; fallback time zone {obj.fallback_timezone}; {in_app}; defer up to {obj.defer_horizon_hours} h"
+        opt_in = ", ".join(Channel(c).label for c in obj.marketing_opt_in_channels or ()) or "no channel"
+        return (
+            f"{spacing}; fallback time zone {obj.fallback_timezone}; {in_app}; defer up to {obj.defer_horizon_hours} h; "
+            f"marketing opt-in needed on {opt_in}"
+        )
 
 
 @admin.register(QuietHoursRule)

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from customers.enums import Channel
 from customers.validators import validate_timezone
-from orchestrator.governor.policy import Scope
+from orchestrator.governor.policy import MARKETING_OPT_IN_DEFAULT, Scope
 
 MAX_WINDOW_MINUTES = 30 * 24 * 60  # 30 days: the ledger the governor counts over is kept at least this long
 CHANNEL_ORDER = list(Channel.values)
@@ -134,6 +134,10 @@ def window_in_words(minutes: int) -> str:
     return f"{minutes} min"
 
 
+def default_marketing_opt_in_channels() -> list[str]:
+    return [c for c in CHANNEL_ORDER if c in MARKETING_OPT_IN_DEFAULT]
+
+
 class GovernorSettings(models.Model):
     """The policy's single set of settings: one row, pk=1 (see ``get``)."""
 
@@ -153,6 +157,13 @@ class GovernorSettings(models.Model):
         default=72, validators=[MinValueValidator(1), MaxValueValidator(30 * 24)],
         help_text="A send deferred further than this past when it was due is suppressed instead.",
     )
+    marketing_opt_in_channels = models.JSONField(
+        default=default_marketing_opt_in_channels, blank=True,
+        help_text=(
+            "Channels on which marketing goes only to customers who opted in to it. On the others, "
+            "marketing goes unless the customer opted out, unsubscribed, complained or bounced."
+        ),
+    )
     updated_at = models.DateTimeField(auto_now=True)
     updated_by = _user_fk()
 
@@ -163,6 +174,17 @@ class GovernorSettings(models.Model):
 
     def __str__(self) -> str:
         return "Governor settings"
+
+    def clean(self) -> None:
+        channels = self.marketing_opt_in_channels if self.marketing_opt_in_channels is not None else []
+        if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
+            raise ValidationError({"marketing_opt_in_channels": 'A list of channel names, e.g. ["email", "sms"].'})
+        unknown = sorted(set(channels) - set(CHANNEL_ORDER))
+        if unknown:
+            raise ValidationError({"marketing_opt_in_channels": (
+                f"Unknown channel(s): {', '.join(unknown)}. Choose from {', '.join(CHANNEL_ORDER)}."
+            )})
+        self.marketing_opt_in_channels = [c for c in CHANNEL_ORDER if c in channels]
 
     @classmethod
     def get(cls) -> GovernorSettings:

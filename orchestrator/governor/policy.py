@@ -11,6 +11,10 @@ import datetime as dt
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+# Channel values (customers.enums.Channel) whose marketing needs an explicit opt-in, as
+# shipped: email, SMS and push; an in-app inbox message needs none.
+MARKETING_OPT_IN_DEFAULT = frozenset({"email", "sms", "push"})
+
 
 class Scope(StrEnum):
     ALL = "all"  # every channel together
@@ -62,6 +66,9 @@ class Policy:
     in_app_counts: bool = False  # whether in-app messages count toward caps
     # A deferral that would end later than this after the send was due suppresses instead.
     defer_horizon: dt.timedelta = dt.timedelta(days=3)
+    # Channels on which marketing needs an explicit opt-in; elsewhere no consent row is
+    # enough (channels_app.reachability applies it, not the governor's rules).
+    marketing_opt_in_channels: frozenset[str] = MARKETING_OPT_IN_DEFAULT
 
     @property
     def restricts_anything(self) -> bool:

@@ -83,6 +83,9 @@ class Enrollment(models.Model):
                 name="enrollment_waiting_idx",
             ),
             models.Index(fields=["customer", "journey", "-entered_at"], name="enrollment_customer_idx"),
+            # The governor's rivals: a customer's enrollments with a step ahead of them
+            # (exited ones, the bulk of a long history, have no due_at).
+            models.Index(fields=["customer", "due_at"], condition=Q(due_at__isnull=False), name="enrollment_customer_due_idx"),
             models.Index(fields=["journey", "state"], name="enrollment_journey_state_idx"),
             models.Index(
                 fields=["wait_message_id"],

@@ -9,11 +9,17 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from channels_app.providers.base import Delivery, Provider, ProviderError, SendResult
+from channels_app.providers.base import (
+    Delivery,
+    Provider,
+    ProviderConfigValues,
+    ProviderError,
+    SendResult,
+)
 from channels_app.providers.outbox import OutboxProvider
 from customers.enums import Channel
 
-__all__ = ["PROVIDERS", "Delivery", "Provider", "ProviderError", "SendResult", "get_provider"]
+__all__ = ["PROVIDERS", "Delivery", "Provider", "ProviderConfigValues", "ProviderError", "SendResult", "get_provider"]
 
 PROVIDERS: dict[str, type[Provider]] = {
     OutboxProvider.name: OutboxProvider,

@@ -14,9 +14,9 @@ makes no network call, so it has no timeout to set.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import ClassVar
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,21 +38,44 @@ class SendResult:
 
 
 class ProviderError(Exception):
-    """The provider refused or failed. ``permanent``: the same send would fail again."""
+    """The provider refused or failed. ``permanent``: the same send would fail again.
 
-    def __init__(self, reason: str, *, permanent: bool):
+    ``ambiguous``: the request left and no answer came back (a read timeout, a dropped
+    connection): it may have been delivered. ``retry_after``: seconds the provider asked
+    us to wait (HTTP 429/503 ``Retry-After``)."""
+
+    def __init__(self, reason: str, *, permanent: bool, ambiguous: bool = False, retry_after: float | None = None):
         super().__init__(reason)
         self.reason = reason
         self.permanent = permanent
+        self.ambiguous = ambiguous
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class ProviderConfigValues:
+    """One configured provider account, as an adapter reads it: plain options (a sender
+    address, an API base URL, a messaging service id) and the decrypted secrets (an API
+    key, a password). Built from the admin's ProviderConfig rows; tests build it directly."""
+
+    name: str  # the registry key, e.g. "smtp", "twilio"
+    options: Mapping[str, Any] = field(default_factory=dict)
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    config_id: int | None = None  # the ProviderConfig row, when it came from one
 
 
 class Provider(ABC):
     name: ClassVar[str]
+    # The channels this adapter sends on (the admin offers it only for these).
+    channels: ClassVar[frozenset[str]] = frozenset()
     # True only when sending the same idempotency key twice can never deliver twice:
     # then a send interrupted by a crash may simply be sent again.
     honours_idempotency_key: ClassVar[bool] = False
     # Seconds allowed for each network call a provider makes (see the module docstring).
     timeout: ClassVar[float] = 10.0
+
+    def __init__(self, config: ProviderConfigValues | None = None):
+        self.config = config or ProviderConfigValues(name=self.name)
 
     @abstractmethod
     def send(self, delivery: Delivery) -> SendResult:

@@ -22,6 +22,7 @@ class OutboxProvider(Provider):
     """
 
     name = "outbox"
+    channels = frozenset({"email", "sms", "push", "in_app"})
     honours_idempotency_key = True
 
     def send(self, delivery: Delivery) -> SendResult:

@@ -11,6 +11,7 @@ from django.contrib import admin
 from django.db import transaction
 from django.db.models import Q
 
+from channels_app import provider_admin  # noqa: F401  (registers the provider accounts' admin)
 from channels_app.content_rules import RULE_NAMES
 from channels_app.content_rules_loading import forget_rules
 from channels_app.models import ContentRuleSettings, Message, MessageTransition, OutboxMessage

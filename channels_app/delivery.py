@@ -22,18 +22,27 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from channels_app.ledger import (
-    IllegalTransition,
     claim_many_for_sending,
-    do_transition_message,
     record_sent_many,
 )
 from channels_app.models import Message, MessageStatus
-from channels_app.providers import Delivery, Provider, ProviderError, SendResult, get_provider
+from channels_app.providers import (
+    Delivery,
+    Provider,
+    ProviderError,
+    SendResult,
+    get_provider,
+    get_providers,
+)
+from channels_app.providers.inapp import InAppProvider, hold_until_seen
 from channels_app.reachability import NO_ADDRESS, Reachability
+from channels_app.retries import ChannelRun
+from channels_app.retries import call_provider as _call
+from channels_app.retries import finish as _finish
 from customers.models import Customer
 
 logger = logging.getLogger(__name__)
@@ -127,46 +136,38 @@ def _delivery(message: Message, to: str) -> Delivery:
 
 
 def _send_claimed_many(message_ids: list[int], now: datetime | None) -> dict[int, str]:
-    """Send messages this worker has claimed (status sending), one provider call per channel."""
+    """Send messages this worker has claimed (status sending), one provider call per channel
+    and provider; what cannot go now is put back in the queue (see channels_app.retries)."""
     if not message_ids:
         return {}
     statuses: dict[int, str] = {}
-    by_channel: dict[str, list[Delivery]] = defaultdict(list)
+    by_channel: dict[str, list[tuple[Message, Delivery]]] = defaultdict(list)
     for message, to in _with_addresses(message_ids):
         if to is None:  # the address went away between queueing and sending
             statuses[message.pk] = _finish(message.pk, S.FAILED, now, detail=NO_ADDRESS[message.channel])
         else:
-            by_channel[message.channel].append(_delivery(message, to))
+            by_channel[message.channel].append((message, _delivery(message, to)))
     sent: list[tuple[int, str, str]] = []
-    for channel, deliveries in by_channel.items():
+    config_ids: dict[int, list[int]] = defaultdict(list)
+    for channel, items in by_channel.items():
         try:
-            provider = get_provider(channel)
+            providers = get_providers(channel)
         except Exception as error:  # nothing was sent, so "failed" is certain
             logger.exception("no provider for %s", channel)
-            for delivery in deliveries:
-                statuses[delivery.message_id] = _finish(delivery.message_id, S.FAILED, now, detail=f"no provider: {error}")
+            for message, _ in items:
+                statuses[message.pk] = _finish(message.pk, S.FAILED, now, detail=f"no provider: {error}")
             continue
-        for delivery, outcome in zip(deliveries, _call(provider, deliveries), strict=True):
-            if isinstance(outcome, SendResult):
-                sent.append((delivery.message_id, provider.name, outcome.provider_message_id))
-            else:
-                statuses[delivery.message_id] = _failed(delivery.message_id, provider, outcome, now)
+        run = ChannelRun(providers, now or timezone.now(), now)
+        statuses.update(run.deliver(items))
+        sent.extend(run.sent)
+        for message_id, config_id in run.config_ids.items():
+            config_ids[config_id].append(message_id)
+    sent, held = hold_until_seen(sent)  # in-app: sent when the customer first sees it
+    statuses.update(held)
     statuses.update(record_sent_many(sent, at=now))
+    for config_id, ids in config_ids.items():  # one UPDATE per configured account, not per message
+        Message.objects.filter(pk__in=ids).update(provider_config_id=config_id)
     return statuses
-
-
-def _call(provider: Provider, deliveries: list[Delivery]) -> list[SendResult | Exception]:
-    """The provider's outcomes, one per delivery; if the batch call itself breaks, that error for each."""
-    try:
-        outcomes = provider.send_batch(deliveries)
-    except Exception as error:
-        logger.exception("%s provider: send_batch raised", provider.name)
-        return [error] * len(deliveries)
-    if len(outcomes) != len(deliveries):
-        error = RuntimeError(f"send_batch answered {len(outcomes)} outcomes for {len(deliveries)} messages")
-        logger.error("%s provider: %s", provider.name, error)
-        return [error] * len(deliveries)
-    return outcomes
 
 
 def _failed(message_id: int, provider: Provider, error: Exception, now: datetime | None) -> str:
@@ -184,18 +185,10 @@ def _send(message_id: int, provider: Provider, delivery: Delivery, now: datetime
     """Send one claimed message through one provider (crash recovery's resend)."""
     (outcome,) = _call(provider, [delivery])
     if isinstance(outcome, SendResult):
-        statuses = record_sent_many([(message_id, provider.name, outcome.provider_message_id)], at=now)
+        sent, held = hold_until_seen([(message_id, provider.name, outcome.provider_message_id)])
+        statuses = {**held, **record_sent_many(sent, at=now)}
         return statuses.get(message_id, "")
     return _failed(message_id, provider, outcome, now)
-
-
-def _finish(message_id: int, status: str, now: datetime | None, **fields) -> str:
-    try:
-        return do_transition_message(message_id, status, at=now, **fields).status
-    except IllegalTransition as error:
-        # A receipt (a bounce, say) moved the message on while we were sending: it wins.
-        logger.warning("%s; keeping the receipt's status", error)
-        return error.from_status
 
 
 # --- Crash recovery ----------------------------------------------------------------------------
@@ -208,7 +201,8 @@ def recover_stranded(
     sending_older_than: timedelta = timedelta(minutes=2),
     batch_size: int = RECOVERY_BATCH,
 ) -> dict[str, int]:
-    """Deliver queued messages whose after-commit delivery was lost; settle stale sends.
+    """Deliver queued messages whose after-commit delivery was lost or whose retry is due;
+    settle stale sends.
 
     Time in a status is measured from ``updated_at``, which every transition sets. Call it
     outside any transaction (a periodic task): each batch is claimed and committed before
@@ -242,12 +236,19 @@ def _stale(status: str, cutoff: datetime) -> QuerySet[Message]:
 
 @transaction.atomic
 def _claim_stale_queued(cutoff: datetime, now: datetime, limit: int) -> list[int]:
-    return claim_many_for_sending(_stale(S.QUEUED, cutoff).values_list("pk", flat=True)[:limit], at=now)
+    """Queued messages whose after-commit delivery was lost, and retries that are due."""
+    lost_or_due = Q(next_attempt_at__isnull=True, updated_at__lt=cutoff) | Q(next_attempt_at__lte=now)
+    due = Message.objects.filter(lost_or_due, status=S.QUEUED).order_by("updated_at", "id")
+    if connection.features.has_select_for_update_skip_locked:
+        due = due.select_for_update(skip_locked=True)
+    return claim_many_for_sending(due.values_list("pk", flat=True)[:limit], at=now)
 
 
 @transaction.atomic
 def _claim_stale_sending(cutoff: datetime, now: datetime, limit: int) -> list[int]:
-    rows = list(_stale(S.SENDING, cutoff).values_list("pk", "updated_at")[:limit])
+    # In-app messages wait in the inbox as "sending" until seen: not stranded (providers.inapp).
+    waiting = _stale(S.SENDING, cutoff).exclude(provider=InAppProvider.name)
+    rows = list(waiting.values_list("pk", "updated_at")[:limit])
     # Restarting the clock is the claim: a conditional update on the time we read, so
     # another sweeper neither wins the same message nor sees it stale again this soon.
     return [

@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from channels_app.models import Message, MessageStatus, MessageTransition
 from customers.enums import Category, Channel
+from customers.hooks import MessageMove, messages_moved
 
 S = MessageStatus
 
@@ -33,7 +34,8 @@ ALLOWED_TRANSITIONS: dict[MessageStatus, frozenset[MessageStatus]] = {
     S.DEFERRED: frozenset({S.QUEUED, S.SUPPRESSED}),
     # A provider's receipt can outrun the worker's own "sent" write (the webhook lands
     # before the worker commits), so a sending message accepts receipts directly.
-    S.SENDING: frozenset({S.SENT, S.FAILED, S.UNKNOWN, S.DELIVERED, S.OPENED, S.CLICKED, S.BOUNCED}),
+    # A transient failure (or a provider's rate limit) puts it back in the queue for later.
+    S.SENDING: frozenset({S.QUEUED, S.SENT, S.FAILED, S.UNKNOWN, S.DELIVERED, S.OPENED, S.CLICKED, S.BOUNCED}),
     S.SENT: frozenset({S.DELIVERED, S.OPENED, S.CLICKED, S.BOUNCED, S.FAILED, S.CONVERTED}),
     S.DELIVERED: frozenset({S.OPENED, S.CLICKED, S.BOUNCED, S.CONVERTED}),
     S.OPENED: frozenset({S.CLICKED, S.CONVERTED}),
@@ -289,6 +291,7 @@ def do_transition_message(
         if not late:
             values["status"] = to
         if Message.objects.filter(pk=message_id, status=current).update(**values):
+            messages_moved([MessageMove(message_id, current, to, at, late)])  # listeners: settings
             if late:
                 return TransitionResult(message_id, current, to, current, changed=False, late=True)
             MessageTransition.objects.create(
@@ -296,6 +299,39 @@ def do_transition_message(
             )
             return TransitionResult(message_id, current, to, to, changed=True)
     raise RuntimeError(f"message {message_id}: status kept changing under us")  # pragma: no cover
+
+
+@transaction.atomic
+def do_requeue_message(
+    message_id: int,
+    *,
+    next_attempt_at: dt.datetime,
+    error: str,
+    at: dt.datetime | None = None,
+    count_attempt: bool = True,
+    provider: str = "",
+    provider_config_id: int | None = None,
+) -> bool:
+    """sending → queued, to be tried again at ``next_attempt_at``; False if the message is
+    no longer sending (a receipt or a sweeper moved it on: that wins).
+
+    ``count_attempt``: a failure counts towards the retry limit; waiting for a rate
+    limit does not. ``provider``: set when the attempt may have reached that provider, so
+    the retry goes there only (see Message.provider_config_id).
+    """
+    at = at or timezone.now()
+    values: dict = {
+        "status": S.QUEUED, "next_attempt_at": next_attempt_at, "last_error": error[:500], "updated_at": at,
+        "provider": provider, "provider_config_id": provider_config_id,
+    }
+    if count_attempt:
+        values["attempts"] = F("attempts") + 1
+    moved = Message.objects.filter(pk=message_id, status=S.SENDING).update(**values)
+    if moved:
+        MessageTransition.objects.create(
+            message_id=message_id, from_status=S.SENDING, to_status=S.QUEUED, at=at, detail=error[:500]
+        )
+    return bool(moved)
 
 
 @transaction.atomic
@@ -439,6 +475,7 @@ def record_sent_many(
         MessageTransition(message_id=pk, from_status=S.SENDING, to_status=S.SENT, at=at) for pk in sorted(moved)
     )
     statuses = dict.fromkeys(moved, S.SENT.value)
+    messages_moved([MessageMove(pk, S.SENDING, S.SENT, at) for pk in sorted(moved)])
     for pk in sorted(rows.keys() - moved):  # rare: a receipt or a sweeper got there first
         provider, provider_message_id = rows[pk]
         try:

@@ -1,21 +1,27 @@
 """The message ledger: one row per message on any channel, written before any provider call.
 
-Also the channel content rules' settings, as admins edit them (``ContentRuleSettings``).
+Also the channel content rules' settings, as admins edit them (``ContentRuleSettings``), and the
+provider accounts each channel sends through (``ProviderConfig``).
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 
 from channels_app.content_rules import DEFAULT_RULES, RULE_NAMES, RuleSet, rule_errors
+from channels_app.crypto import decrypt_secrets, encrypt_secrets
 from customers.enums import Category, Channel
 from customers.models import Customer
+
+if TYPE_CHECKING:  # the providers package imports these models
+    from channels_app.providers.base import ProviderConfigValues
 
 
 class MessageStatus(models.TextChoices):
@@ -65,6 +71,17 @@ class Message(models.Model):
     deferred_at = models.DateTimeField(null=True, blank=True)
     unknown_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Retry state (channels_app.delivery): failed attempts so far, when a queued message
+    # may be tried again (null: now), and why the last attempt failed.
+    # Database defaults too: the demo writer COPYs ledger rows naming only the columns it fills.
+    attempts = models.PositiveIntegerField(default=0, db_default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True, db_default="")
+    # The ProviderConfig that sent it, or that an ambiguous attempt may have reached: a
+    # queued message with a provider set is resent only there, under the same key.
+    provider_config_id = models.BigIntegerField(null=True, blank=True)
+    # In-app only: when the customer dismissed it from their inbox (channels_app.api_inbox).
+    dismissed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-queued_at", "-id"]
@@ -73,6 +90,9 @@ class Message(models.Model):
             models.Index(fields=["channel", "queued_at"], name="message_channel_time_idx"),
             models.Index(fields=["provider", "provider_message_id"], name="message_provider_id_idx"),
             models.Index(fields=["status", "queued_at"], name="message_status_time_idx"),
+            models.Index(
+                fields=["next_attempt_at"], name="message_retry_due_idx", condition=models.Q(status="queued")
+            ),
         ]
 
     def __str__(self) -> str:
@@ -204,3 +224,89 @@ class ContentRuleSettings(models.Model):
 
     def to_rules(self) -> RuleSet:
         return RuleSet.from_mapping(self.rule_values())
+
+
+class ProviderConfig(models.Model):
+    """One provider account for one channel, as the Admin role configures it.
+
+    Several per channel: the primary first, then the others by ``failover_order``
+    (``providers.get_providers``). Options are plain (a sender address, an API base URL);
+    secrets (API keys, passwords) are stored only as one MultiFernet token
+    (``channels_app.crypto``) and never shown back by the admin.
+    """
+
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    provider = models.CharField(max_length=64, help_text="The adapter: its registry name in channels_app.providers.")
+    label = models.CharField(max_length=100, help_text="Which account this is, e.g. “Postmark, transactional”.")
+    enabled = models.BooleanField(default=True)
+    is_primary = models.BooleanField("primary", default=False, help_text="Tried first; at most one per channel.")
+    failover_order = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1)], help_text="Order among the non-primary ones: 1 is tried first."
+    )
+    options = models.JSONField(default=dict, blank=True)
+    secrets_encrypted = models.TextField(blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+
+    class Meta:
+        ordering = ["channel", "-is_primary", "failover_order", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["channel"], condition=models.Q(is_primary=True), name="provider_config_one_primary_per_channel"
+            ),
+            models.CheckConstraint(condition=models.Q(failover_order__gte=1), name="provider_config_failover_order_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.label} ({self.provider}, {self.get_channel_display()})"
+
+    def clean(self) -> None:
+        from channels_app.providers import PROVIDERS  # the registry imports the models
+
+        adapter = PROVIDERS.get(self.provider)
+        if adapter is None:
+            raise ValidationError({"provider": f"Unknown provider {self.provider!r}; expected one of {', '.join(sorted(PROVIDERS))}."})
+        if self.channel and self.channel not in adapter.channels:
+            raise ValidationError({"provider": f"{self.provider} does not send {self.get_channel_display()}."})
+
+    def secrets(self) -> dict[str, str]:
+        return decrypt_secrets(self.secrets_encrypted)
+
+    def set_secrets(self, secrets: dict[str, str]) -> None:
+        self.secrets_encrypted = encrypt_secrets({k: v for k, v in secrets.items() if v})
+
+    def values(self) -> ProviderConfigValues:
+        """What the adapter reads (``ProviderConfigValues``), with the secrets decrypted."""
+        from channels_app.providers.base import ProviderConfigValues
+
+        return ProviderConfigValues(name=self.provider, options=dict(self.options or {}), secrets=self.secrets(), config_id=self.pk)
+
+
+class ProviderEvent(models.Model):
+    """One receipt a provider sent us (a status callback, an inbound SMS, a tracking event).
+
+    The unique (provider, event_id) is the webhooks' idempotency: a provider that retries
+    or a replayed request inserts nothing the second time, so it changes nothing.
+    """
+
+    provider = models.CharField(max_length=64)
+    event_id = models.CharField(max_length=255)
+    kind = models.CharField(max_length=32, help_text="e.g. delivered, bounced, inbound, stop.")
+    received_at = models.DateTimeField(default=timezone.now)
+    # A plain id, not a foreign key: a receipt for a message deleted since stays recorded.
+    message_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "event_id"], name="provider_event_unique_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.kind} {self.event_id}"

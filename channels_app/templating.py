@@ -248,16 +248,30 @@ def template_context(
     journey: dict[str, Any] | None = None,
     trigger: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """What templates see: `customer`, `event`, `journey` and `trigger` (docs/journeys.md).
+    """What templates see: `customer`, `event`, `journey`, `trigger` and `unsubscribe_url`
+    (docs/journeys.md).
 
     `event` is the entry event as the enrollment keeps it: {"name", "properties", ...}.
+    `unsubscribe_url` is a signed one-click link for email marketing; it names the customer
+    and journey, not the message, which is written only after rendering (channels_app.unsubscribe).
     """
     return {
         "customer": _customer_variables(customer),
         "event": _event_variables(event),
         "journey": {"name": journey.get("name"), "id": journey.get("id")} if journey else {},
         "trigger": dict(trigger or {}),
+        "unsubscribe_url": _unsubscribe_url(customer, journey),
     }
+
+
+def _unsubscribe_url(customer: Customer, journey: dict[str, Any] | None) -> str:
+    # Imported here: journeys.nodes imports this module for parsing alone, and the
+    # unsubscribe module pulls in models and the consent service.
+    from channels_app.unsubscribe import customer_token, url_for_token
+
+    if customer.pk is None:  # an unsaved customer (a preview): nothing to unsubscribe yet
+        return ""
+    return url_for_token(customer_token(customer.pk, journey_id=(journey or {}).get("id")))
 
 
 def _customer_variables(customer: Customer) -> dict[str, Any]:

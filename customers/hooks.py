@@ -38,3 +38,23 @@ def events_stored(batch: StoredEvents) -> None:
         return
     for path in getattr(settings, "CHORUS_EVENT_LISTENERS", ()):
         _listener(path)(batch)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageMove:
+    """A message the ledger moved (or a late receipt it recorded without moving it)."""
+
+    message_id: int
+    from_status: str
+    to_status: str
+    at: datetime
+    late: bool = False
+
+
+def messages_moved(moves: list[MessageMove]) -> None:
+    """Called by channels_app.ledger inside the transaction that moved the messages, so the
+    listeners (settings.CHORUS_MESSAGE_LISTENERS) commit or roll back with the move."""
+    if not moves:
+        return
+    for path in getattr(settings, "CHORUS_MESSAGE_LISTENERS", ()):
+        _listener(path)(moves)

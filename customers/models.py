@@ -234,3 +234,44 @@ class Segment(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+# --- Channel affinity and send-time evidence (orchestrator.intelligence.store) -------------
+
+
+class ChannelAffinity(models.Model):
+    """One customer's recency-weighted evidence on one channel (intelligence.affinity.AffinityState),
+    updated in O(1) per send and first engagement. ``mean`` is the posterior mean when it
+    was last updated, denormalised so segments and splits can filter on it by index."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="affinities")
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    as_of = models.DateTimeField(null=True, blank=True)
+    sends = models.FloatField(default=0.0)
+    engagements = models.FloatField(default=0.0)
+    spread = models.FloatField(default=0.0)
+    raw_sends = models.PositiveIntegerField(default=0)
+    raw_engagements = models.PositiveIntegerField(default=0)
+    first_sent_at = models.DateTimeField(null=True, blank=True)
+    mean = models.FloatField(default=0.0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["customer", "channel"], name="channel_affinity_customer_channel_uniq")]
+        indexes = [models.Index(fields=["channel", "mean"], name="channel_affinity_mean_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} · {self.channel}: {self.mean:.3f}"
+
+
+class ActivityProfile(models.Model):
+    """When a customer is around: 168 local hour-of-week counts (intelligence.sendtime).
+    Kept off the Customer row, which the frequency governor locks at every send."""
+
+    customer = models.OneToOneField(Customer, on_delete=models.CASCADE, related_name="activity_profile")
+    counts = models.JSONField(default=list)  # 168 numbers; [] before the first event
+    total = models.FloatField(default=0.0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.customer_id}: {self.total:g} events"

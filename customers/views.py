@@ -38,6 +38,7 @@ from customers.enums import Category, Channel, ConsentStatus
 from customers.models import Consent, ContactPoint, Customer
 from orchestrator import timeline
 from orchestrator.engine.models import Enrollment
+from orchestrator.intelligence.card import affinity_card
 from orchestrator.roles import Capability, has_capability, require_capability
 
 
@@ -429,6 +430,10 @@ def customer_profile(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     customer = get_object_or_404(profile_customers(), pk=pk)
     if request.method == "POST":
         return change_consent(request, customer)
+    if request.GET.get("card") == "affinity":
+        # Loaded after the page (hx-trigger="load"): the page's own queries stay pinned.
+        card = affinity_card(customer.pk, now=timezone.now())
+        return render(request, "customers/profile.html#affinity-card", {"affinity": card, "customer": customer})
     try:
         query = TimelineQuery.from_query(request.GET)
     except ValueError:

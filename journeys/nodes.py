@@ -193,6 +193,16 @@ def _date_trait(config: Mapping) -> Problems:
     return _name(config, "trait", max_length=MAX_TRAIT) + offset + _clock(config, "time")
 
 
+# Until the customer's best moment within the window, outside quiet hours. Checked apart
+# from DELAY_MODES so the listed modes (and the problems naming them) stay the plain ones.
+BEST_TIME = "best_time"
+MAX_BEST_TIME_HOURS = 7 * 24
+
+
+def _best_time(config: Mapping) -> Problems:
+    return _whole(config, "within_hours", minimum=1, maximum=MAX_BEST_TIME_HOURS)
+
+
 DELAY_MODES: dict[str, Mode] = {
     "duration": (frozenset({"amount", "unit"}), _duration),
     "time_of_day": (frozenset({"time", "weekdays"}), _time_of_day),
@@ -202,6 +212,8 @@ DELAY_MODES: dict[str, Mode] = {
 
 @_config_object
 def validate_delay(config: Mapping) -> Problems:
+    if config.get("mode") == BEST_TIME:
+        return _unknown_keys(config, {"mode", "within_hours"}) + _best_time(config)
     return _by_mode(config, "mode", DELAY_MODES)
 
 
@@ -213,11 +225,20 @@ def validate_delay(config: Mapping) -> Problems:
 ON_CAP = ("defer", "skip", "exit")
 
 
+# "best": the engine picks among the `fallback` channels by the customer's channel affinity
+# (accepted beside CHANNELS, which the "must be one of" problem lists).
+BEST_CHANNEL = "best"
+MAX_EXPLORE = 0.5
+
+
 @_config_object
 def validate_send(config: Mapping) -> Problems:
-    problems = _unknown_keys(config, {"channel", "content", "on_cap"}) + _choice(config, "channel", CHANNELS)
+    allowed = {"channel", "content", "on_cap", "fallback", "explore"}
+    best = config.get("channel") == BEST_CHANNEL
+    problems = _unknown_keys(config, allowed) + ([] if best else _choice(config, "channel", CHANNELS))
     if "on_cap" in config:
         problems += _choice(config, "on_cap", ON_CAP)
+    problems += _fallback(config) + _explore(config)
     content = config.get("content")
     if content is None:
         return problems + [("content", "is required: a send needs content for its channel")]
@@ -225,15 +246,46 @@ def validate_send(config: Mapping) -> Problems:
         return problems + [("content", "must be an object keyed by channel")]
     if problems:
         return problems  # without a valid channel there is no telling which content counts
-    return _content(content, config["channel"])
+    return _content(content, send_channels(config))
 
 
-def _content(content: Mapping, channel: str) -> Problems:
-    # Only the node's channel is sent; content for another would silently never go out.
-    problems = [(f"content.{key}", f"is not used: this node sends {channel}") for key in content if key != channel]
-    if channel not in content:
-        return problems + [(f"content.{channel}", f"is required: the {channel} to send")]
-    return problems + _channel_fields(content[channel], channel, f"content.{channel}")
+def send_channels(config: Mapping) -> list[str]:
+    """The channels a (valid) send node may send on, in the order it tries them."""
+    fallback = list(config.get("fallback") or [])
+    return fallback if config["channel"] == BEST_CHANNEL else [config["channel"], *fallback]
+
+
+def _fallback(config: Mapping) -> Problems:
+    best = config.get("channel") == BEST_CHANNEL
+    if "fallback" not in config:
+        return [("fallback", "is required: the channels to choose among, in fallback order")] if best else []
+    value = config["fallback"]
+    if not isinstance(value, list) or any(not isinstance(c, str) or c not in CHANNELS for c in value):
+        return [("fallback", f"must be a list of channels ({', '.join(CHANNELS)})")]
+    if len(set(value)) != len(value) or config.get("channel") in value:
+        return [("fallback", "lists a channel more than once")]
+    if best and len(value) < 2:
+        return [("fallback", "must list at least two channels to choose among")]
+    return []
+
+
+def _explore(config: Mapping) -> Problems:
+    value = config.get("explore", 0)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= MAX_EXPLORE:
+        return [("explore", f"must be a share from 0 to {MAX_EXPLORE}")]
+    return []
+
+
+def _content(content: Mapping, channels: list[str]) -> Problems:
+    # Only the node's channels are sent; content for another would silently never go out.
+    sends = " or ".join(channels)
+    problems = [(f"content.{key}", f"is not used: this node sends {sends}") for key in content if key not in channels]
+    for channel in channels:
+        if channel not in content:
+            problems.append((f"content.{channel}", f"is required: the {channel} to send"))
+        else:
+            problems += _channel_fields(content[channel], channel, f"content.{channel}")
+    return problems
 
 
 def _channel_fields(fields: Any, channel: str, prefix: str) -> Problems:

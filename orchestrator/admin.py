@@ -357,4 +357,46 @@ class SchedulerLeaseAdmin(ReadOnlyModelAdmin):
 
 
 # The frequency governor's policy (caps, settings, quiet hours) and its audit trail.
+# Derived and bookkeeping rows, read-only: the intelligence models' state (rebuilt with
+# `recompute_intelligence`), provider receipt ids (webhook idempotency) and the one-message
+# API's idempotency keys.
+from channels_app.models import ProviderEvent  # noqa: E402
+from customers.models import ActivityProfile, ChannelAffinity  # noqa: E402
+from orchestrator.api.idempotency import IdempotentRequest  # noqa: E402
 from orchestrator.governor import admin as _governor_admin  # noqa: E402, F401
+from orchestrator.intelligence.models import PopulationModel  # noqa: E402
+
+
+@admin.register(ChannelAffinity)
+class ChannelAffinityAdmin(ReadOnlyModelAdmin):
+    list_display = ["customer_id", "channel", "mean", "sends", "engagements", "as_of"]
+    list_filter = ["channel"]
+    search_fields = ["=customer__external_id"]
+    show_full_result_count = False
+
+
+@admin.register(ActivityProfile)
+class ActivityProfileAdmin(ReadOnlyModelAdmin):
+    list_display = ["customer_id", "total", "updated_at"]
+    search_fields = ["=customer__external_id"]
+    show_full_result_count = False
+
+
+@admin.register(PopulationModel)
+class PopulationModelAdmin(ReadOnlyModelAdmin):
+    list_display = ["id", "customers", "computed_at"]
+
+
+@admin.register(ProviderEvent)
+class ProviderEventAdmin(ReadOnlyModelAdmin):
+    list_display = ["received_at", "provider", "kind", "event_id", "message_id"]
+    list_filter = ["provider", "kind"]
+    search_fields = ["=event_id", "=message_id"]
+    show_full_result_count = False
+
+
+@admin.register(IdempotentRequest)
+class IdempotentRequestAdmin(ReadOnlyModelAdmin):
+    list_display = ["created_at", "owner", "endpoint", "key"]
+    search_fields = ["=key"]
+    show_full_result_count = False

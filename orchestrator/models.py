@@ -53,6 +53,8 @@ class ApiKey(models.Model):
 
 
 # Runtime models of the journey engine, registered under this app.
+# Idempotency-Key records of the API's POST endpoints (POST /api/v1/messages).
+from orchestrator.api.idempotency import IdempotentRequest  # noqa: E402, F401
 from orchestrator.engine.models import (  # noqa: E402, F401
     Enrollment,
     EnrollmentState,
@@ -71,3 +73,6 @@ from orchestrator.governor.models import (  # noqa: E402, F401
     PolicyChange,
     QuietHoursRule,
 )
+
+# The population priors and profile of channel affinity and send-time optimisation.
+from orchestrator.intelligence.models import PopulationModel  # noqa: E402, F401

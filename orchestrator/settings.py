@@ -184,7 +184,15 @@ if env_bool("Q_SYNC", False):
 
 # --- Journey engine ---------------------------------------------------------------------
 # Called by ingestion, inside its transaction, with each request's stored events.
-CHORUS_EVENT_LISTENERS = ["orchestrator.engine.events.on_events_stored"]
+CHORUS_EVENT_LISTENERS = [
+    "orchestrator.engine.events.on_events_stored",
+    "orchestrator.intelligence.hooks.on_events_stored",
+]
+# Called by the message ledger, inside its transaction, with the messages it moved.
+CHORUS_MESSAGE_LISTENERS = ["orchestrator.intelligence.hooks.on_messages_moved"]
+# Called after commit with a message id when a receipt, a tracked open or click, or the
+# in-app inbox records an engagement: wakes journeys waiting on it.
+CHORUS_ENGAGEMENT_LISTENERS = ["orchestrator.engine.events.on_message_engagement"]
 # Run the engine's event work in the ingesting process instead of a django-q2 task. Tests
 # set it so one call both ingests and advances; production leaves it off.
 CHORUS_ENGINE_INLINE = env_bool("CHORUS_ENGINE_INLINE", False)
@@ -212,6 +220,14 @@ CHORUS_DEFAULT_TIMEZONE = env_str("CHORUS_DEFAULT_TIMEZONE", "UTC")
 # Provider per channel, by name (channels_app.providers.PROVIDERS). The development
 # outbox records messages instead of sending them.
 CHORUS_PROVIDERS = {"email": "outbox", "sms": "outbox", "push": "outbox", "in_app": "outbox"}
+
+# Delivery retries (channels_app.delivery): capped exponential backoff with full jitter,
+# then failed; a provider's circuit opens after consecutive failures, probes after a cool-down.
+CHORUS_RETRY_BASE_SECONDS = env_int("CHORUS_RETRY_BASE_SECONDS", 2, minimum=1)
+CHORUS_RETRY_CAP_SECONDS = env_int("CHORUS_RETRY_CAP_SECONDS", 600, minimum=1)
+CHORUS_RETRY_MAX_ATTEMPTS = env_int("CHORUS_RETRY_MAX_ATTEMPTS", 6, minimum=1)
+CHORUS_BREAKER_FAILURES = env_int("CHORUS_BREAKER_FAILURES", 5, minimum=1)
+CHORUS_BREAKER_COOLDOWN_SECONDS = env_int("CHORUS_BREAKER_COOLDOWN_SECONDS", 30, minimum=1)
 
 # --- Static files -----------------------------------------------------------------------
 STATIC_URL = "/static/"

@@ -8,8 +8,10 @@ from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from channels_app.content_rules_loading import forget_rules
+from channels_app.providers import forget_provider_configs
 from orchestrator.api_keys import do_create_api_key, forget_cached_keys
 from orchestrator.governor.loading import forget_policy
+from orchestrator.intelligence.store import forget_population
 from orchestrator.roles import Role
 
 
@@ -27,11 +29,15 @@ def _clear_cache():
     forget_cached_keys()
     forget_policy()
     forget_rules()
+    forget_provider_configs()
+    forget_population()
     yield
     cache.clear()
     forget_cached_keys()
     forget_policy()
     forget_rules()
+    forget_provider_configs()
+    forget_population()
 
 
 @pytest.fixture(autouse=True)

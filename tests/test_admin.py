@@ -106,6 +106,17 @@ def everything(customer, make_api_key, admin_role_user):
     api_key, clear = make_api_key(("ingest",), name="website")
     # The frequency policy's rows come from its data migration; its audit trail needs one.
     PolicyChange.objects.create(user=admin_role_user, model_label="orchestrator.frequencyrule", object_id="1", object_repr="Rule", action="changed", before={}, after={})
+    from channels_app.models import ProviderConfig, ProviderEvent
+    from customers.models import ActivityProfile, ChannelAffinity
+    from orchestrator.api.idempotency import IdempotentRequest
+    from orchestrator.intelligence.models import PopulationModel
+
+    ProviderConfig.objects.create(channel="email", provider="outbox", label="Development outbox", is_primary=True)
+    ProviderEvent.objects.create(provider="twilio", event_id="SM1:delivered", kind="delivered", message_id=message.pk)
+    ChannelAffinity.objects.get_or_create(customer=customer, channel="email")
+    ActivityProfile.objects.get_or_create(customer=customer)
+    PopulationModel.objects.get_or_create(pk=1)
+    IdempotentRequest.objects.create(owner="key:1", key="order-1", endpoint="messages", request_hash="0" * 64)
     return {"message": message, "api_key": api_key, "clear_key": clear}
 
 
@@ -144,6 +155,7 @@ def test_every_changelist_change_and_add_page_renders_for_the_admin_role(admin_c
         "SuppressedIdentifier", "Segment", "Message", "MessageTransition", "ApiKey", "OutboxMessage", "ContentRuleSettings",
         "Journey", "JourneyVersion", "Enrollment", "EnrollmentStep", "SchedulerLease",
         "FrequencyRule", "GovernorSettings", "QuietHoursRule", "PolicyChange", "GovernorVerdict",
+        "ProviderConfig", "ProviderEvent", "ChannelAffinity", "ActivityProfile", "PopulationModel", "IdempotentRequest",
     }
     assert admin_client.get(reverse("admin:index")).status_code == 200
 

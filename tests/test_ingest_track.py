@@ -189,7 +189,9 @@ def test_track_for_a_known_customer_takes_three_queries_and_a_savepoint(
             ingest_client,
             {
                 "userId": "u_1",
-                "event": "Order Completed",
+                # Not an activity event (Order Completed, Session Started…): those also
+                # update the customer's send-time profile (orchestrator.intelligence.hooks).
+                "event": "Product Viewed",
                 "messageId": "m-9",
                 "timestamp": "2026-11-02T00:00:00Z",
             },

@@ -24,6 +24,9 @@ class OutboxProvider(Provider):
     name = "outbox"
     channels = frozenset({"email", "sms", "push", "in_app"})
     honours_idempotency_key = True
+    # Nothing to configure: no account, no secret.
+    option_fields = ()
+    secret_fields = ()
 
     def send(self, delivery: Delivery) -> SendResult:
         record, created = OutboxMessage.objects.get_or_create(

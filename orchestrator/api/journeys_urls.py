@@ -1,10 +1,11 @@
 from django.urls import path
 
-from orchestrator.api import journeys, simulate
+from orchestrator.api import journeys, messages, simulate
 
 # "journeys/import" cannot be read as an id: ids are matched with the int converter.
 urlpatterns = [
     path("journeys", journeys.journey_collection, name="api-journey-list"),
+    path("messages", messages.send_message, name="api-message-send"),
     path("journeys/import", journeys.journey_import, name="api-journey-import"),
     path("journeys/<int:journey_id>", journeys.journey_detail, name="api-journey-detail"),
     path("journeys/<int:journey_id>/publish", journeys.journey_publish, name="api-journey-publish"),

@@ -10,8 +10,9 @@ afterwards, so a crash anywhere rolls the whole step back.
 from __future__ import annotations
 
 import hashlib
+import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from channels_app.content_rules import check_content
@@ -20,10 +21,11 @@ from channels_app.templating import TemplateError, render_content, template_cont
 from customers.models import Customer, Segment
 from customers.segments import is_member
 from journeys.models import Journey
-from journeys.nodes import NodeKind
+from journeys.nodes import BEST_CHANNEL, NodeKind, send_channels
 from orchestrator.dispatch import DispatchBatch, Outcome, PendingSend, SendRequest
 from orchestrator.engine import timing
 from orchestrator.engine.models import Enrollment, ExitReason, StepOutcome
+from orchestrator.intelligence.journeys import ChannelPick, best_time_delay, pick_channel, rng_for
 
 CONTENT_RULE = "content"  # the rule a send refused for its content is recorded under
 
@@ -96,12 +98,32 @@ def arrive_update_profile(visit: Visit) -> Step:
 
 
 def arrive_delay(visit: Visit) -> Step:
+    if visit.config.get("mode") == "best_time":
+        return _arrive_best_time(visit)
     until, note = timing.delay_until(
         visit.config, visit.now, customer_tz=visit.customer.timezone, traits=visit.customer.traits or {}
     )
     if until <= visit.now:
         return Step(StepOutcome.DELAYED, port="out", detail=note or "no delay")
     return Step(StepOutcome.DELAYED, detail=note, sleep_until=until)
+
+
+def _arrive_best_time(visit: Visit) -> Step:
+    """Until the customer's best moment in the window (see orchestrator.intelligence.journeys);
+    a best-channel send next gets its channel chosen now, with the moment."""
+    until, note, plan = best_time_delay(
+        visit.customer, visit.config, visit.journey, node_id=visit.node["id"],
+        version_id=visit.enrollment.version_id, now=visit.now, rng=_rng(visit),
+    )
+    if plan is not None:
+        visit.enrollment.context["plan"] = plan
+    if until <= visit.now:
+        return Step(StepOutcome.DELAYED, port="out", detail=note)
+    return Step(StepOutcome.DELAYED, detail=note, sleep_until=until)
+
+
+def _rng(visit: Visit) -> random.Random:
+    return rng_for(visit.journey.pk, visit.enrollment.pk, visit.seq)
 
 
 def resume_delay(visit: Visit) -> Step:
@@ -115,11 +137,14 @@ def arrive_send(visit: Visit) -> Step:
     channel = visit.config["channel"]
     if visit.enrollment.holdout:
         return Step(StepOutcome.HELD_OUT, port="out", detail=f"{channel}: control group")
+    channel, chosen = _channel(visit)
     try:
         content = render_content(channel, visit.config["content"].get(channel, {}), _template_context(visit))
     except TemplateError as error:
         return Step(StepOutcome.FAILED, port="out", detail=f"{channel}: {error.reason}"[:500])
     request = _send_request(visit, channel, content)
+    if channel != send_channels(visit.config)[0]:  # a retried step choosing another channel gets a new key
+        request = replace(request, idempotency_key=f"{request.idempotency_key}:{channel}")
     # Before consent and caps are weighed: content that breaks a rule goes to nobody.
     refusal = content_refusal(channel, visit.journey.category, content)
     sent = visit.sends.refuse(request, refusal, rule=CONTENT_RULE) if refusal else visit.sends.dispatch(request)
@@ -128,8 +153,21 @@ def arrive_send(visit: Visit) -> Step:
     if sent.outcome == Outcome.SUPPRESSED:
         exit_reason = ExitReason.CAPPED if sent.exit else ""
         return Step(StepOutcome.SUPPRESSED, port="out", detail=f"{channel}: {sent.reason}"[:500], sent=sent, exit_reason=exit_reason)
-    _remember_touch(visit, channel, sent)
-    return Step(StepOutcome.SENT, port="out", detail=channel, sent=sent)
+    _remember_touch(visit, channel, sent, chosen)
+    return Step(StepOutcome.SENT, port="out", detail=chosen.detail if chosen else channel, sent=sent)
+
+
+def _channel(visit: Visit) -> tuple[str, ChannelPick | None]:
+    """The node's channel, or the one chosen (a best-channel send, or a fallback): with why."""
+    if visit.config["channel"] != BEST_CHANNEL and not visit.config.get("fallback"):
+        return visit.config["channel"], None
+    plan = visit.enrollment.context.pop("plan", None)
+    plan = plan if plan and plan.get("node") == visit.node["id"] else None
+    pick = pick_channel(
+        visit.customer, visit.config, visit.journey, now=visit.now, governor=visit.sends.governor,
+        rng=_rng(visit), plan=plan,
+    )
+    return pick.channel, pick
 
 
 def content_refusal(channel: str, category: str, content: dict) -> str:
@@ -171,10 +209,12 @@ def _send_request(visit: Visit, channel: str, content: dict) -> SendRequest:
     )
 
 
-def _remember_touch(visit: Visit, channel: str, sent: PendingSend) -> None:
+def _remember_touch(visit: Visit, channel: str, sent: PendingSend, chosen: ChannelPick | None = None) -> None:
     """The message ids arrive when the batch's messages are written (see DispatchBatch)."""
     ctx = visit.enrollment.context
     touch = {"message_id": None, "channel": channel, "at": visit.now.isoformat()}
+    if chosen is not None:  # the choice, as the timeline shows it
+        touch["choice"] = {"detail": chosen.detail, "explored": chosen.explored, "reason": chosen.reason}
     ctx.setdefault("touches", []).append(touch)
     sent.fill(touch, "message_id")
     sent.fill(ctx, "last_message_id")

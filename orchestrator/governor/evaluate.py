@@ -70,6 +70,17 @@ class Governor:
             history.append(PastMessage(candidate.channel, candidate.category, candidate.at, candidate.journey_tags))
         return verdict
 
+    def peek(self, customer_id: int, candidate: Candidate) -> Verdict:
+        """What ``evaluate`` would say of this send now, without counting it: for choosing
+        among channels before one is dispatched (a best-channel send node)."""
+        if self.policy is None:
+            self._load()
+        history = self.history[customer_id]
+        if history and history[-1].at > candidate.at:
+            candidate = replace(candidate, at=history[-1].at)
+        reserved, _ = self._reservations(customer_id, candidate)
+        return judge(self.policy, candidate, history + reserved)
+
     def _reservations(self, customer_id: int, candidate: Candidate) -> tuple[list[PastMessage], list[Rival]]:
         """The slots higher-priority rivals would take, each judged in priority order
         against the history and the reservations before it, as their workers will be."""

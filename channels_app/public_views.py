@@ -1,0 +1,59 @@
+"""Pages customers reach from their messages: one-click unsubscribe, open and click tracking.
+
+No login and no CSRF token: the links arrive in emails and text messages, and a signed
+token in the URL is the whole authorisation. State changes only on POST (unsubscribe) or
+on a signed tracking URL (an open or a click, which cannot be undone and never moves a
+message backwards).
+"""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods
+
+from channels_app import tracking, unsubscribe
+from channels_app.models import MessageStatus
+
+TEMPLATE = "channels_app/unsubscribe.html"
+
+
+@csrf_exempt  # RFC 8058: mail providers POST `List-Unsubscribe=One-Click` with no token
+@never_cache
+@require_http_methods(["GET", "POST"])
+def unsubscribe_view(request: HttpRequest, token: str) -> HttpResponse:
+    """GET: a confirmation page with a button (a link scanner changes nothing). POST: unsubscribe."""
+    try:
+        target = unsubscribe.resolve(token)
+    except unsubscribe.BadToken:
+        return render(request, TEMPLATE, {"state": "invalid"}, status=400)
+    if request.method == "POST":
+        unsubscribe.do_unsubscribe(target)
+        return render(request, TEMPLATE, {"state": "done", "target": target})
+    return render(request, TEMPLATE, {"state": "confirm", "target": target, "token": token})
+
+
+@never_cache
+@require_GET
+def click_view(request: HttpRequest, token: str) -> HttpResponse:
+    """Record a click, then send the reader on to the URL signed in the token (and only there)."""
+    try:
+        public_id, url = tracking.read_click(token)
+    except tracking.BadToken:
+        return HttpResponseBadRequest("This link is not valid.", content_type="text/plain")
+    tracking.do_record_engagement(public_id, MessageStatus.CLICKED, detail="tracked link")
+    return HttpResponseRedirect(url)
+
+
+@never_cache
+@require_GET
+def open_view(request: HttpRequest, token: str) -> HttpResponse:
+    """Record an open; answer the 1×1 GIF either way a valid token arrives."""
+    try:
+        public_id = tracking.read_open(token)
+    except tracking.BadToken:
+        return HttpResponse(status=404)
+    tracking.do_record_engagement(public_id, MessageStatus.OPENED, detail="tracking pixel")
+    return HttpResponse(tracking.PIXEL_GIF, content_type="image/gif")

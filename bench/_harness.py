@@ -186,3 +186,82 @@ def load(port: int, path: str, key: str, make_body, *, concurrency: int, seconds
 
 def dumps(obj) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
+
+
+# --- Django in this process, and a qcluster beside it (engine and governor benchmarks) -----
+
+
+def setup_django(env: dict[str, str]) -> None:
+    """Django in the benchmark's own process, on the same settings as the workers."""
+    os.environ.update(env)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "orchestrator.settings"
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+
+
+def sql(statement: str, params: list | tuple = ()) -> int:
+    """Run one statement on Django's connection; return its row count."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        return cursor.rowcount
+
+
+@contextmanager
+def qcluster(env: dict[str, str], log_path: Path, workers: int = 2, grace: float = 5.0):
+    """``manage.py qcluster`` with ``workers`` workers, its output in ``log_path``; yields
+    (process, open log). Stopped (the whole process group) on the way out: SIGTERM, then
+    SIGKILL after ``grace`` seconds (a running tick would hold shutdown for up to a minute)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = log_path.open("w+")
+    # No connection pool in the cluster: django-q2 forks its workers from a process whose
+    # pool is already open, and the forks then share its sockets (tasks stall with psycopg
+    # protocol errors). Each worker keeps one plain connection instead.
+    env = {**env, "Q_WORKERS": str(workers), "DB_POOL_MAX_SIZE": "0"}
+    proc = subprocess.Popen(
+        [PYTHON, "manage.py", "qcluster"], cwd=ROOT, env=env,
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        yield proc, log
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def log_tail(log, path: Path, chars: int = 3000) -> str:
+    log.flush()
+    log.seek(0)
+    return f"{log.read()[-chars:]}\n(the whole log: {path})"
+
+
+class Stalled(Exception):
+    """A drain that stopped making progress."""
+
+
+def wait_for_progress(remaining, *, stall_after: float, timeout: float, every: float = 0.2, on_poll=None) -> None:
+    """Poll ``remaining()`` (how much work is left) until it is 0. Raises Stalled when it
+    has not gone down for ``stall_after`` seconds, or when ``timeout`` passes: a drain whose
+    sends are all deferred (a governor cap already full) fails loudly instead of hanging."""
+    started = last_change = time.monotonic()
+    best = remaining()
+    while best:
+        now = time.monotonic()
+        if now - last_change > stall_after:
+            raise Stalled(f"{best} left, no progress for {stall_after:.0f}s")
+        if now - started > timeout:
+            raise Stalled(f"{best} left after {timeout:.0f}s")
+        if on_poll is not None:
+            on_poll()
+        time.sleep(every)
+        left = remaining()
+        if left < best:
+            best, last_change = left, time.monotonic()

@@ -37,9 +37,14 @@ migrated if needed), in this order, nothing else of ours running during each pha
    enter a 100,000-customer segment into a live journey: one INSERT … SELECT (aim < 10 s).
 
 ``--quick``: 500 customers and a 5 s pgbench on its existing tables; within 60 s.
-Customers are kept between runs (created once, set-based); journeys, enrollments, steps
-and messages of the benchmark are deleted before and after. Ends by printing each figure
-as ``name: value``.
+Customers are kept between runs (created once, set-based; the drain's opted in to
+marketing email); the benchmark's journeys, and every enrollment, step, message and
+governor verdict of its customers (whatever journey wrote them: old messages would fill
+their frequency caps) are deleted before and after. The drain runs under the frequency
+policy the database holds (the shipped default when migrated); each customer gets one
+email, so no cap binds. A drain, delivery or probe wait that makes no progress for 30 s
+fails with the governor's verdicts and the qcluster's log instead of hanging. Ends by
+printing each figure as ``name: value``.
 """
 
 from __future__ import annotations
@@ -49,12 +54,10 @@ import glob
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
 import uuid
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlparse
@@ -69,62 +72,69 @@ ENROL_CUSTOMERS = 100_000
 PGBENCH_SCALE = 10
 PROBES_PER_ROUND, PROBE_EVERY_S, PROBE_DUE_AFTER_S = 2, 0.2, 0.5
 DRAIN_TIMEOUT_S = 900
+STALL_S = 30  # a drain, delivery or probe wait that makes no progress this long fails
 LOG = h.ROOT / "bench" / "out" / "engine-qcluster.log"
 
 
 # --- Setting up ------------------------------------------------------------------------------
 
 
-def setup_django(env: dict[str, str]) -> None:
-    os.environ.update(env)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "orchestrator.settings"
-    sys.path.insert(0, str(h.ROOT))
-    import django
-
-    django.setup()
-
-
-def sql(statement: str, params: list | tuple = ()) -> int:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute(statement, params)
-        return cursor.rowcount
+setup_django, sql = h.setup_django, h.sql
 
 
 def ensure_customers(kind: str, count: int, *, email: bool) -> None:
-    """Customers ``engbench-<kind>-1..count`` with trait engine_bench=<kind>, made set-based once."""
+    """Customers ``engbench-<kind>-1..count`` with trait engine_bench=<kind>, made set-based
+    once; with ``email``, opted in to marketing email (checked every run: a database from
+    before marketing needed an opt-in has customers without one)."""
     from customers.models import Customer
 
-    if Customer.objects.filter(external_id=f"engbench-{kind}-{count}").exists():
-        return
-    address = f"'engbench-{kind}-' || g || '@example.com'" if email else "''"
-    sql(
-        "INSERT INTO customers_customer (external_id, email, phone, timezone, locale, traits,"
-        " first_seen_at, last_seen_at, created_at, updated_at)"
-        f" SELECT 'engbench-{kind}-' || g, {address}, '', '', '',"
-        " jsonb_build_object('engine_bench', %s, 'first_name', 'Ada'), now(), now(), now(), now()"
-        " FROM generate_series(1, %s) AS g ON CONFLICT (external_id) DO NOTHING",
-        [kind, count],
-    )
-    sql("ANALYZE customers_customer")
+    if not Customer.objects.filter(external_id=f"engbench-{kind}-{count}").exists():
+        address = f"'engbench-{kind}-' || g || '@example.com'" if email else "''"
+        sql(
+            "INSERT INTO customers_customer (external_id, email, phone, timezone, locale, traits,"
+            " first_seen_at, last_seen_at, created_at, updated_at)"
+            f" SELECT 'engbench-{kind}-' || g, {address}, '', '', '',"
+            " jsonb_build_object('engine_bench', %s, 'first_name', 'Ada'), now(), now(), now(), now()"
+            " FROM generate_series(1, %s) AS g ON CONFLICT (external_id) DO NOTHING",
+            [kind, count],
+        )
+        sql("ANALYZE customers_customer")
+    if email:
+        sql(
+            "INSERT INTO customers_consent (customer_id, channel, category, status, source, changed_at)"
+            " SELECT id, 'email', 'marketing', 'opted_in', 'engine bench', now() FROM customers_customer"
+            " WHERE traits->>'engine_bench' = %s"
+            " ON CONFLICT (customer_id, channel, category) DO UPDATE SET status = 'opted_in'",
+            [kind],
+        )
 
 
 def delete_bench_data() -> None:
-    """Every journey, enrollment, step, message and segment an earlier run left behind."""
-    from django.db import transaction
+    """Every journey, enrollment, step, message, verdict and segment an earlier run left
+    behind: all of the benchmark customers' messages, verdicts and enrollments, whatever
+    journey wrote them. Messages left by another journey (or a journey deleted without its
+    messages) would count toward the customers' frequency caps: past the cap every send
+    is deferred and the drain never ends."""
+    from django.db import connection, transaction
 
     from customers.models import Segment
     from journeys.models import Journey
 
     ids = list(Journey.objects.filter(name__startswith=PREFIX).values_list("pk", flat=True))
+    customers = "SELECT id FROM customers_customer WHERE external_id LIKE 'engbench-%%'"
     with transaction.atomic():
+        messages = f"SELECT id FROM channels_app_message WHERE customer_id IN ({customers}) OR journey_id = ANY(%s)"
+        sql(f"DELETE FROM channels_app_outboxmessage WHERE message_id IN ({messages})", [ids])
+        sql(f"DELETE FROM channels_app_messagetransition WHERE message_id IN ({messages})", [ids])
+        sql(f"DELETE FROM channels_app_message WHERE id IN ({messages})", [ids])
+        sql(f"DELETE FROM orchestrator_governorverdict WHERE customer_id IN ({customers})")
+        enrollments = f"SELECT id FROM orchestrator_enrollment WHERE customer_id IN ({customers}) OR journey_id = ANY(%s)"
+        sql(f"DELETE FROM orchestrator_enrollmentstep WHERE enrollment_id IN ({enrollments}) OR journey_id = ANY(%s)", [ids, ids])
+        sql(f"DELETE FROM orchestrator_enrollment WHERE id IN ({enrollments})", [ids])
+        # What sends taught about the customers (channel affinity, active hours), where kept.
+        for table in {"customers_channelaffinity", "customers_activityprofile"} & set(connection.introspection.table_names()):
+            sql(f"DELETE FROM {table} WHERE customer_id IN ({customers})")
         if ids:
-            messages = "SELECT id FROM channels_app_message WHERE journey_id = ANY(%s)"
-            sql(f"DELETE FROM channels_app_outboxmessage WHERE message_id IN ({messages})", [ids])
-            sql(f"DELETE FROM channels_app_messagetransition WHERE message_id IN ({messages})", [ids])
-            for table in ("channels_app_message", "orchestrator_enrollmentstep", "orchestrator_enrollment"):
-                sql(f"DELETE FROM {table} WHERE journey_id = ANY(%s)", [ids])
             # The bulky rows went set-based above; the journeys go through the ORM, which
             # follows whatever else refers to them.
             Journey.objects.filter(pk__in=ids).update(live_version=None)
@@ -159,7 +169,8 @@ def node(node_id: str, kind: str, **config) -> dict:
 
 EMAIL = node("email", "send", channel="email", content={"email": {
     "subject": "{{ customer.first_name }}, your picks are back in stock",
-    "html": "<p>Hi {{ customer.first_name }}, the things you liked are back.</p>",
+    "html": "<p>Hi {{ customer.first_name }}, the things you liked are back.</p>"
+            '<p><a href="https://example.com/unsubscribe">Unsubscribe</a></p>',  # the content rules want one
 }})
 
 
@@ -213,33 +224,12 @@ def _pgbench_ready(database: str) -> bool:
 # --- The drain under a qcluster ----------------------------------------------------------------
 
 
-@contextmanager
 def qcluster(env: dict[str, str]):
-    LOG.parent.mkdir(parents=True, exist_ok=True)
-    log = LOG.open("w+")
-    # No connection pool in the cluster: django-q2 forks its workers from a process whose
-    # pool is already open, and the forks then share its sockets (tasks stall with psycopg
-    # protocol errors). Each worker keeps one plain connection instead.
-    env = {**env, "Q_WORKERS": "2", "DB_POOL_MAX_SIZE": "0"}
-    proc = subprocess.Popen(
-        [h.PYTHON, "manage.py", "qcluster"], cwd=h.ROOT, env=env,
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    try:
-        yield proc, log
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=5)  # a running tick would hold shutdown for up to a minute
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    return h.qcluster(env, LOG)
 
 
 def qcluster_log(log) -> str:
-    log.flush()
-    log.seek(0)
-    return f"{log.read()[-3000:]}\n(the whole log: {LOG})"
+    return h.log_tail(log, LOG)
 
 
 class Probes:
@@ -269,6 +259,11 @@ class Probes:
         )
         self.due.update({row.pk: due for row in rows})
 
+    def round(self) -> None:
+        """What the drain loop does at each poll: note the probes done, insert the next two."""
+        self.look()
+        self.insert()
+
     def look(self) -> None:
         from django.utils import timezone
 
@@ -295,6 +290,20 @@ def wait_until(condition, *, timeout: float, what: str, log, every: float = 0.2)
         if time.monotonic() > deadline:
             sys.exit(f"{what}: not done within {timeout:.0f}s; qcluster said:\n{qcluster_log(log)}")
         time.sleep(every)
+
+
+def held_back() -> str:
+    """What the governor said of the benchmark's customers, by rule: why a drain is stuck."""
+    from django.db.models import Count
+
+    from orchestrator.governor.models import GovernorVerdict
+
+    rows = (
+        GovernorVerdict.objects.filter(customer__external_id__startswith="engbench-")
+        .values("decision", "rule").annotate(n=Count("id")).order_by("-n")[:10]
+    )
+    found = [f"  {row['n']} {row['decision']} by {row['rule']!r}" for row in rows]
+    return "Governor verdicts for the benchmark's customers:\n" + ("\n".join(found) or "  none")
 
 
 def drain(env: dict[str, str], customers: int, run: str) -> dict[str, float]:
@@ -332,19 +341,19 @@ def drain(env: dict[str, str], customers: int, run: str) -> dict[str, float]:
         async_task("orchestrator.engine.tasks.tick", task_name=f"bench-tick-{run}")
         async_task("orchestrator.engine.tasks.drain", task_name=f"bench-drain-{run}")
         wait_until(steps.exists, timeout=60, what="first claim", log=log, every=0.05)
-        deadline = time.monotonic() + DRAIN_TIMEOUT_S
-        while inside.exists():
-            if time.monotonic() > deadline:
-                sys.exit(f"drain: {inside.count()} still inside after {DRAIN_TIMEOUT_S}s:\n{qcluster_log(log)}")
-            probes.insert()
-            time.sleep(PROBE_EVERY_S)
-            probes.look()
-        wait_until(lambda: not messages.filter(status__in=unsettled).exists(), timeout=120, what="deliveries", log=log)
         probe_inside = Enrollment.objects.filter(journey=probe).exclude(state=EnrollmentState.EXITED)
-        wait_until(lambda: probes.look() or not probe_inside.exists(), timeout=180, what="probes", log=log)
+        what = "the drain"
+        try:
+            h.wait_for_progress(inside.count, stall_after=STALL_S, timeout=DRAIN_TIMEOUT_S, every=PROBE_EVERY_S, on_poll=probes.round)
+            what = "deliveries"
+            h.wait_for_progress(messages.filter(status__in=unsettled).count, stall_after=STALL_S, timeout=120)
+            what = "probes"
+            h.wait_for_progress(lambda: probes.look() or probe_inside.count(), stall_after=STALL_S, timeout=180)
+        except h.Stalled as stalled:
+            sys.exit(f"{what}: stalled ({stalled}).\n{held_back()}\nqcluster said:\n{qcluster_log(log)}")
 
     window = steps.aggregate(first=Min("at"), last=Max("at"))
-    last_sent = messages.aggregate(last=Max("sent_at"))["last"]
+    last_sent = messages.aggregate(last=Max("sent_at"))["last"] or window["last"]
     seconds = (max(window["last"], last_sent) - window["first"]).total_seconds()
     sent = messages.filter(status=MessageStatus.SENT).count()
     lateness, visible = probes.lateness(), probes.visible_lateness()

@@ -46,6 +46,7 @@ from orchestrator.engine.entry import enrol_segment
 from orchestrator.engine.models import Enrollment, EnrollmentState, EnrollmentStep, ExitReason
 from orchestrator.engine.runner import run_due
 from tests.journey_factories import linear_graph, make_live_journey, node
+from tests.worker_processes import worker_database_url
 
 pytestmark = [
     # Committed data: the workers are other processes on the test database.
@@ -212,13 +213,6 @@ class WorkerPool:
     def __exit__(self, *exc) -> None:
         os.killpg(self.zygote.pid, signal.SIGKILL)
         self.zygote.wait(timeout=10)
-
-
-def worker_database_url() -> str:
-    """The test database (pytest-django renamed it), for the worker processes."""
-    s = connection.settings_dict
-    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
-    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
 def not_exited() -> int:

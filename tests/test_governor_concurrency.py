@@ -70,6 +70,7 @@ from orchestrator.governor.models import (
 )
 from orchestrator.governor.policy import YIELD_RULE
 from tests.journey_factories import linear_graph, node
+from tests.worker_processes import worker_database_url
 
 pytestmark = [
     # Committed data: the workers are other processes on the test database.
@@ -264,13 +265,6 @@ class Workers:
     def close(self) -> None:
         os.killpg(self.zygote.pid, signal.SIGKILL)
         self.zygote.wait(timeout=10)
-
-
-def worker_database_url() -> str:
-    """The test database (pytest-django renamed it), for the worker processes."""
-    s = connection.settings_dict
-    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
-    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
 @pytest.fixture(scope="module")

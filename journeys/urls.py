@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from journeys import views
 
@@ -7,4 +7,7 @@ urlpatterns = [
     path("", views.journey_list, name="list"),
     path("<int:pk>/", views.journey_detail, name="detail"),
     path("<int:pk>/enrollments/<int:enrollment_id>/", views.enrollment_path, name="enrollment"),
+    path("", include("journeys.editor_urls")),
+    path("", include("journeys.studio_urls")),
+    path("", include("journeys.measure_urls")),
 ]

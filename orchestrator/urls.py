@@ -16,6 +16,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("customers/", include("customers.urls")),
     path("journeys/", include("journeys.urls")),
+    path("dashboards/", include("orchestrator.dashboards.urls")),
     path("outbox/", include("channels_app.urls")),
     path("", include("channels_app.public_urls")),
     path("webhooks/", include("channels_app.webhook_urls")),

@@ -1,0 +1,1 @@
+"""The cadence dashboard for the unified messaging team (issue 7)."""

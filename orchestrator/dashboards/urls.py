@@ -1,0 +1,4 @@
+"""URLs of the cadence dashboard, mounted at /dashboards/."""
+
+app_name = "dashboards"
+urlpatterns: list = []

@@ -24,7 +24,8 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from customers.consent import apply_suppressions, do_erase_customer, do_set_consent
-from customers.enums import BLOCKING_CONSENT, Category, Channel, ConsentStatus
+from customers.consent_form import ConsentForm
+from customers.enums import BLOCKING_CONSENT, ConsentStatus
 from customers.models import (
     Consent,
     ConsentChange,
@@ -106,10 +107,6 @@ class ConsentInline(ReadOnlyTabularInline):
     show_change_link = False
 
 
-class ConsentForm(forms.Form):
-    channel = forms.ChoiceField(choices=Channel.choices)
-    category = forms.ChoiceField(choices=Category.choices)
-    status = forms.ChoiceField(choices=ConsentStatus.choices)
 
 
 @admin.register(Customer)

@@ -17,7 +17,14 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from customers.enums import BLOCKING_CONSENT, CHANNEL_WIDE_CONSENT, Category, Channel, ConsentStatus
+from customers.enums import (
+    BLOCKING_CONSENT,
+    CHANNEL_WIDE_CONSENT,
+    Category,
+    Channel,
+    ConsentStatus,
+    consent_status_problem,
+)
 from customers.models import (
     Consent,
     ConsentChange,
@@ -133,6 +140,9 @@ def do_set_consent(
     opt-in, and must not erase an unsubscribe already listed for the customer's new address.
     """
     channel, category, status = Channel(channel), Category(category), ConsentStatus(status)
+    problem = consent_status_problem(channel, status)
+    if problem:  # the forms and the API say so first; this keeps every other caller honest
+        raise ValueError(f"status: {problem}")
     at = at or timezone.now()
     customer = _lock_customer(customer)
     consent = Consent.objects.filter(customer=customer, channel=channel, category=category).first()

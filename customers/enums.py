@@ -41,6 +41,21 @@ BLOCKING_CONSENT = frozenset(
 CHANNEL_WIDE_CONSENT = frozenset({ConsentStatus.BOUNCED, ConsentStatus.STOPPED})
 
 
+def consent_status_problem(channel: str, status: str) -> str | None:
+    """Why ``status`` cannot be recorded on ``channel``, or None when it can.
+
+    "Replied STOP" is a fact about SMS (a carrier keyword reply); on any other channel it
+    would block sends for a reason nobody could ever lift with START."""
+    if status == ConsentStatus.STOPPED and channel != Channel.SMS:
+        return f"{ConsentStatus.STOPPED.label!r} applies only to SMS, where an inbound STOP reply sets it"
+    return None
+
+
+def consent_statuses_for(channel: str) -> list[tuple[str, str]]:
+    """The statuses a person may choose for ``channel`` (value, label), in enum order."""
+    return [(value, label) for value, label in ConsentStatus.choices if consent_status_problem(channel, value) is None]
+
+
 class PushPlatform(models.TextChoices):
     WEB = "web", "Web Push"
     ANDROID = "android", "Android (FCM)"

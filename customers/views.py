@@ -34,7 +34,8 @@ from django_htmx.middleware import HtmxDetails
 from channels_app.models import Message
 from channels_app.reachability import sendable_q
 from customers.consent import do_set_consent
-from customers.enums import Category, Channel, ConsentStatus
+from customers.consent_form import ConsentForm
+from customers.enums import Category, Channel, consent_statuses_for
 from customers.models import Consent, ContactPoint, Customer
 from orchestrator import timeline
 from orchestrator.engine.models import Enrollment
@@ -221,7 +222,7 @@ class ConsentCell:
 
     @property
     def status_choices(self) -> list[tuple[str, str]]:
-        return ConsentStatus.choices
+        return consent_statuses_for(self.channel)
 
 
 @dataclass(frozen=True)
@@ -466,10 +467,6 @@ def render_profile(
 # --- The profile: changing consent -----------------------------------------------------------
 
 
-class ConsentForm(forms.Form):
-    channel = forms.ChoiceField(choices=Channel.choices)
-    category = forms.ChoiceField(choices=Category.choices)
-    status = forms.ChoiceField(choices=ConsentStatus.choices)
 
 
 def change_consent(request: HtmxHttpRequest, customer: Customer) -> HttpResponse:

@@ -125,6 +125,7 @@ def test_patch_with_the_current_status_records_no_change(api_client, ana):
         ({"channel": "fax", "category": "marketing", "status": "opted_out"}, "channel"),
         ({"channel": "sms", "category": "promo", "status": "opted_out"}, "category"),
         ({"channel": "sms", "category": "marketing", "status": "maybe"}, "status"),
+        ({"channel": "email", "category": "marketing", "status": "stopped"}, "status"),
         ({"category": "marketing", "status": "opted_out"}, "channel"),
         ({"channel": "sms", "category": "marketing", "status": "opted_out", "source": "x" * 121}, "source"),
         (

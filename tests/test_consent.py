@@ -67,6 +67,15 @@ def test_unknown_status_is_rejected_and_nothing_is_stored():
     assert not ConsentChange.objects.exists()
 
 
+@pytest.mark.parametrize("channel", [Channel.EMAIL, Channel.PUSH, Channel.IN_APP])
+def test_replied_stop_cannot_be_recorded_outside_sms(channel):
+    customer = make_customer()
+    with pytest.raises(ValueError, match="applies only to SMS"):
+        do_set_consent(customer, channel, Category.MARKETING, ConsentStatus.STOPPED, source="test")
+    assert not Consent.objects.filter(customer=customer).exists()
+    assert not ConsentChange.objects.filter(customer=customer).exists()
+
+
 def test_unsubscribe_writes_hashes_of_the_channel_identifiers():
     customer = make_customer()
     do_set_consent(customer, "email", "marketing", "unsubscribed", source="one-click link")

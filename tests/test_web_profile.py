@@ -244,6 +244,7 @@ def test_marketer_gets_403_on_the_consent_post_and_nothing_changes(marketer, ada
         ({"channel": "email", "category": "marketing", "status": "maybe"}, "Select a valid choice. maybe is not one of the available choices."),
         ({"channel": "email", "category": "marketing"}, "This field is required."),
         ({"channel": "fax", "category": "marketing", "status": "opted_in"}, "Select a valid choice. fax is not one of the available choices."),
+        ({"channel": "email", "category": "marketing", "status": "stopped"}, "&#x27;Replied STOP&#x27; applies only to SMS, where an inbound STOP reply sets it"),
     ],
 )
 def test_invalid_consent_change_is_422_with_the_cell_rerendered_and_nothing_changes(messaging, ada, posted, error):
@@ -256,6 +257,14 @@ def test_invalid_consent_change_is_422_with_the_cell_rerendered_and_nothing_chan
     assert '<details class="consent-edit" open>' in html
     assert Consent.objects.get(customer=ada).status == "opted_in"
     assert ConsentChange.objects.filter(customer=ada).count() == 1
+
+
+def test_replied_stop_is_offered_only_in_the_sms_cells(messaging, ada):
+    html = messaging.get(url(ada)).content.decode()
+    offered = {cell: "stopped" in body for cell, body in re.findall(r'id="consent-(\w+-\w+)"(.*?)</form>', html, re.S)}
+    assert offered == {
+        f"{channel}-{category}": channel == "sms" for channel in Channel.values for category in Category.values
+    }
 
 
 def test_invalid_consent_change_without_htmx_is_a_422_page_with_the_error_in_its_cell(messaging, ada):

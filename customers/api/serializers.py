@@ -10,7 +10,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from channels_app.models import Message, MessageStatus, MessageTransition
-from customers.enums import Category, Channel, ConsentStatus, PushPlatform
+from customers.enums import Category, Channel, ConsentStatus, PushPlatform, consent_status_problem
 from customers.models import ConsentChange, ContactPoint, Customer, Event
 from customers.validators import validate_timezone
 from orchestrator.schema import EnumChoiceField
@@ -325,6 +325,12 @@ class ConsentChangeSerializer(serializers.Serializer):
         required=False, max_length=120,
         help_text="Where the change came from; defaults to the API key's source label, or 'web'.",
     )
+
+    def validate(self, attrs):
+        problem = consent_status_problem(attrs["channel"], attrs["status"])
+        if problem:
+            raise serializers.ValidationError({"status": [problem]})
+        return attrs
 
 
 # --- Envelopes -----------------------------------------------------------------------------

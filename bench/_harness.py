@@ -56,6 +56,7 @@ def server_env(url: str) -> dict[str, str]:
             "CHORUS_PRODUCTION": "1",
             "SECRET_KEY": "bench-" + "x" * 60,
             "SUPPRESSION_HASH_KEY": "bench-suppression-key",
+            "CHORUS_SECRET_KEYS": "YmVuY2gtcHJvdmlkZXItc2VjcmV0cy1rZXktMzJieXQ=",
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
             "SECURE_SSL_REDIRECT": "0",
             "LOG_LEVEL": "WARNING",

@@ -207,19 +207,29 @@ def recover_stranded(
     Time in a status is measured from ``updated_at``, which every transition sets. Call it
     outside any transaction (a periodic task): each batch is claimed and committed before
     its provider calls. Returns how many messages were delivered, resent, marked unknown.
+
+    What is stale is judged once, as of the sweep's start, so a sweep ends even while other
+    workers keep queueing; but each claim is stamped when it is made (without ``now``, the
+    clock is read again per batch): a sweep through a long queue takes minutes, and a claim
+    stamped with the sweep's start would look stale to a concurrent sweeper before its
+    provider call began, which would then settle or resend a send still in progress.
     """
-    now = now or timezone.now()
+    started = now or timezone.now()
+
+    def clock() -> datetime:
+        return now or timezone.now()
+
     counts = {"delivered": 0, "resent": 0, "unknown": 0}
-    while batch := _claim_stale_queued(now - queued_older_than, now, batch_size):
+    while batch := _claim_stale_queued(started - queued_older_than, started, clock(), batch_size):
         try:
-            counts["delivered"] += len(_send_claimed_many(batch, now))
+            counts["delivered"] += len(_send_claimed_many(batch, clock()))
         except Exception:
             # A broken batch must not stop the sweep: its messages stay sending, and a later
             # sweep settles them like any stale send.
             logger.exception("recovering queued messages %s failed", batch)
-    while batch := _claim_stale_sending(now - sending_older_than, now, batch_size):
+    while batch := _claim_stale_sending(started - sending_older_than, at := clock(), batch_size):
         for message_id in batch:
-            outcome = _guarded(_recover_sending, message_id, now)
+            outcome = _guarded(_recover_sending, message_id, at)
             if outcome is not None:
                 counts[outcome] += 1
     return counts
@@ -235,13 +245,13 @@ def _stale(status: str, cutoff: datetime) -> QuerySet[Message]:
 
 
 @transaction.atomic
-def _claim_stale_queued(cutoff: datetime, now: datetime, limit: int) -> list[int]:
-    """Queued messages whose after-commit delivery was lost, and retries that are due."""
-    lost_or_due = Q(next_attempt_at__isnull=True, updated_at__lt=cutoff) | Q(next_attempt_at__lte=now)
+def _claim_stale_queued(cutoff: datetime, due_by: datetime, at: datetime, limit: int) -> list[int]:
+    """Queued messages whose after-commit delivery was lost, and retries due by ``due_by``."""
+    lost_or_due = Q(next_attempt_at__isnull=True, updated_at__lt=cutoff) | Q(next_attempt_at__lte=due_by)
     due = Message.objects.filter(lost_or_due, status=S.QUEUED).order_by("updated_at", "id")
     if connection.features.has_select_for_update_skip_locked:
         due = due.select_for_update(skip_locked=True)
-    return claim_many_for_sending(due.values_list("pk", flat=True)[:limit], at=now)
+    return claim_many_for_sending(due.values_list("pk", flat=True)[:limit], at=at)
 
 
 @transaction.atomic

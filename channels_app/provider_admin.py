@@ -20,6 +20,7 @@ from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.html import escape
 
 from channels_app.models import MessageStatus, ProviderConfig
 from channels_app.provider_configs import (
@@ -44,6 +45,7 @@ OPTION_FORM_FIELDS = {
     "text": forms.CharField, "url": forms.URLField, "email": forms.EmailField,
     "int": forms.IntegerField, "float": forms.FloatField,
 }
+BOOL_CHOICES = [("", "Default"), ("true", "Yes"), ("false", "No")]
 
 
 def form_key(adapter: type[Provider], field: ProviderField) -> str:
@@ -55,15 +57,18 @@ def clear_key(adapter: type[Provider], field: ProviderField) -> str:
 
 
 def _option_field(field: ProviderField) -> forms.Field:
+    # The admin renders help text as HTML: "Acme <news@acme.example>" must stay visible.
+    if field.kind == "bool":  # stored as "true"/"false", which the adapters' flags read
+        return forms.ChoiceField(label=field.label, help_text=escape(field.help_text), required=False, choices=BOOL_CHOICES)
     extra = {"assume_scheme": "https"} if field.kind == "url" else {}
     form_field = OPTION_FORM_FIELDS.get(field.kind, forms.CharField)
-    return form_field(label=field.label, help_text=field.help_text, required=False, **extra)
+    return form_field(label=field.label, help_text=escape(field.help_text), required=False, **extra)
 
 
 def _secret_field(field: ProviderField) -> forms.CharField:
     # render_value=False: the value is never sent back to the browser, even after an error.
     widget = forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"})
-    return forms.CharField(label=field.label, help_text=field.help_text, required=False, strip=False, widget=widget)
+    return forms.CharField(label=field.label, help_text=escape(field.help_text), required=False, strip=False, widget=widget)
 
 
 def _adapter_fields(adapter: type[Provider]) -> dict[str, forms.Field]:
@@ -74,6 +79,13 @@ def _adapter_fields(adapter: type[Provider]) -> dict[str, forms.Field]:
         fields[form_key(adapter, field)] = _secret_field(field)
         fields[clear_key(adapter, field)] = forms.BooleanField(label=f"Clear {field.label.lower()}", required=False)
     return fields
+
+
+def _shown(field: ProviderField, value: Any) -> Any:
+    """A stored option as its input shows it (a flag stored as a boolean or a word)."""
+    if field.kind != "bool" or value in (None, ""):
+        return value
+    return "true" if str(value).strip().lower() in {"1", "true", "yes", "on"} else "false"
 
 
 class ProviderConfigForm(forms.ModelForm):
@@ -93,11 +105,12 @@ class ProviderConfigForm(forms.ModelForm):
             mine = adapter.name == self.instance.provider
             for field in declared_fields(adapter, "option_fields"):
                 if mine:
-                    self.fields[form_key(adapter, field)].initial = (self.instance.options or {}).get(field.name)
+                    value = (self.instance.options or {}).get(field.name)
+                    self.fields[form_key(adapter, field)].initial = _shown(field, value)
             for field in declared_fields(adapter, "secret_fields"):
                 is_stored = mine and field.name in stored
                 note = "A value is stored: leave empty to keep it." if is_stored else "Not set."
-                self.fields[form_key(adapter, field)].help_text = " ".join(filter(None, [field.help_text, note]))
+                self.fields[form_key(adapter, field)].help_text = " ".join(filter(None, [escape(field.help_text), note]))
 
     def _chosen(self) -> type[Provider] | None:
         return PROVIDERS.get(self.cleaned_data.get("provider") or self.instance.provider)
@@ -147,11 +160,23 @@ def form_for(adapters: list[type[Provider]], *, provider_fixed: bool) -> type[Pr
     return type("ProviderConfigForm", (ProviderConfigForm,), attrs)
 
 
+RECIPIENT_HELP = {
+    "email": ("you@example.com", "An email address you can read."),
+    "sms": ("+14155550100", "A phone number in E.164 form: + and the country code, no spaces."),
+    "push": ("https://fcm.googleapis.com/fcm/send/…", "The endpoint (Web Push) or registration token (FCM) of one "
+             "of your customers' enabled push contact points."),
+    "in_app": ("inbox", "Any value: the message goes to the inbox of the admin test customer."),
+}
+
+
 class SendTestForm(forms.Form):
-    to = forms.CharField(
-        label="Send to", max_length=500,
-        help_text="An email address, an E.164 phone number, a push subscription or token, or a customer id for in-app.",
-    )
+    to = forms.CharField(label="Send to", max_length=500)
+
+    def __init__(self, *args, channel: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        placeholder, help_text = RECIPIENT_HELP.get(channel, ("", ""))
+        self.fields["to"].help_text = help_text
+        self.fields["to"].widget.attrs.update({"placeholder": placeholder, "size": 50, "autofocus": True})
 
 
 class ProviderConfigAdmin(ChorusModelAdmin):
@@ -172,6 +197,11 @@ class ProviderConfigAdmin(ChorusModelAdmin):
         kwargs["form"] = form_for(self._adapters(obj), provider_fixed=obj is not None)
         return super().get_form(request, obj, change=change, **kwargs)
 
+    def add_view(self, request, form_url="", extra_context=None):
+        # Which adapters send on which channel: the add page offers only the chosen channel's.
+        channels = {name: sorted(adapter.channels) for name, adapter in PROVIDERS.items()}
+        return super().add_view(request, form_url, {**(extra_context or {}), "provider_channels": channels})
+
     def get_readonly_fields(self, request, obj=None):
         # The provider is fixed once created: its secrets mean nothing to another adapter.
         return [*HISTORY_FIELDS, "provider"] if obj is not None else HISTORY_FIELDS
@@ -180,11 +210,16 @@ class ProviderConfigAdmin(ChorusModelAdmin):
         fieldsets: list = [(None, {"fields": BASE_FIELDS})]
         for adapter in self._adapters(obj):
             options = [form_key(adapter, f) for f in declared_fields(adapter, "option_fields")]
-            secrets = [k for f in declared_fields(adapter, "secret_fields") for k in (form_key(adapter, f), clear_key(adapter, f))]
+            # Nothing is stored yet on the add page: nothing to clear.
+            keys = (form_key,) if obj is None else (form_key, clear_key)
+            secrets = [key(adapter, f) for f in declared_fields(adapter, "secret_fields") for key in keys]
             if options or secrets:
                 note = f"Used only when the provider is {adapter.name}." if obj is None else ""
-                fieldsets.append((f"{adapter.name}", {"fields": options + secrets, "description": note}))
-        fieldsets.append(("History", {"fields": HISTORY_FIELDS}))
+                # The add page shows only the chosen provider's fieldset (provider_admin.js).
+                fieldsets.append((f"{adapter.name}", {"fields": options + secrets, "description": note,
+                                                      "classes": ["provider-fields", f"provider-{adapter.name}"]}))
+        if obj is not None:
+            fieldsets.append(("History", {"fields": HISTORY_FIELDS}))
         return fieldsets
 
     @admin.display(description="Secrets stored")
@@ -212,7 +247,7 @@ class ProviderConfigAdmin(ChorusModelAdmin):
         if not self.has_change_permission(request):
             raise PermissionDenied
         config = get_object_or_404(ProviderConfig, pk=object_id)
-        form = SendTestForm(request.POST or None)
+        form = SendTestForm(request.POST or None, channel=config.channel)
         if request.method == "POST" and form.is_valid():
             outcome = do_send_test_message(config, form.cleaned_data["to"])
             text = f"Test message {outcome.message.public_id}: {outcome.status}; {config.provider} answered: {outcome.answer}"

@@ -24,7 +24,7 @@ from channels_app.ledger import (
 from channels_app.models import Message, MessageStatus, ProviderConfig
 from channels_app.providers import PROVIDERS, Delivery, ProviderError, forget_provider_configs
 from customers.enums import Category, Channel
-from customers.models import Customer
+from customers.models import ContactPoint, Customer
 from orchestrator.governor.models import PolicyChange
 
 TEST_TEMPLATE_NAME = "admin test message"
@@ -112,7 +112,13 @@ def sample_content(channel: str) -> dict[str, str]:
     }[Channel(channel)]
 
 
-def _test_customer_id() -> int:
+def _test_customer_id(channel: str, to: str) -> int:
+    """The admin test customer; for push, the customer whose subscription ``to`` is: a push
+    message goes only to a subscription of its own customer (with that browser's keys)."""
+    if channel == Channel.PUSH:
+        owner = ContactPoint.objects.filter(channel=Channel.PUSH, address=to).values_list("customer_id", flat=True).first()
+        if owner is not None:
+            return owner
     customer, _ = Customer.objects.get_or_create(external_id=TEST_CUSTOMER_EXTERNAL_ID)
     return customer.pk
 
@@ -122,7 +128,7 @@ def do_send_test_message(config: ProviderConfig, to: str) -> SendTestOutcome:
     governor), written to the ledger first like any other. Not inside a transaction: the
     provider call must not hold one open, and the ledger rows must stay whatever it answers."""
     request = QueueRequest(
-        customer_id=_test_customer_id(), channel=config.channel, category=Category.TRANSACTIONAL,
+        customer_id=_test_customer_id(config.channel, to), channel=config.channel, category=Category.TRANSACTIONAL,
         idempotency_key=f"admin-test:{uuid.uuid4()}", content=sample_content(config.channel),
         template_name=TEST_TEMPLATE_NAME,
     )

@@ -3,16 +3,20 @@
 SMTP has no webhooks, so an email sent over SMTP reports its opens and clicks here:
 ``add_tracking(html, public_id)`` rewrites each http(s) link to
 ``{PUBLIC_URL}/t/c/<token>/`` and appends ``<img src="{PUBLIC_URL}/t/o/<token>.gif">``.
-SMS and push bodies are plain text: their adapters call ``track_links(text, public_id)``
-at send time to get the same click tracking. The rewriting happens in the adapter, so the
-ledger keeps the content as rendered.
+A push notification's url goes through ``track_links`` (the same signed redirect) and
+its payload names a ``receipt_url`` for the service worker's receipts (push_receipts).
+A marketing SMS's links become ``short_links``: ``{PUBLIC_URL}/s/<message>-<n>-<sig>``,
+since every character counts towards the text's segments; the redirect reads the n-th
+URL from the message's content. The rewriting happens in the adapter, at send time, so
+the ledger keeps the content as rendered.
 
 A click token carries the message's public id and the original URL, signed (a Signer
 with its own salt, no timestamp: old emails keep working): the redirect goes only to the
 URL signed in the token, so the endpoint is no open redirect.
 
-Each open or click moves the message through ``ledger.do_transition_message`` (which never
-moves a status backwards), records an engagement event (``message_opened`` /
+Every receipt, ours and the providers' webhooks' alike, goes through ``do_record_receipt``:
+it moves the message through ``ledger.do_transition_message`` (which never
+moves a status backwards); an open or click also records an engagement event (``message_opened`` /
 ``message_clicked``, once per message, handed to ``customers.hooks.events_stored`` like an
 ingested event, so journeys can enter, wait or convert on it) and, after commit, calls the engagement listeners
 (``settings.CHORUS_ENGAGEMENT_LISTENERS``, dotted paths): channels_app must not import the
@@ -25,6 +29,7 @@ pixel) register as clicks and opens; providers' own tracking has the same blind 
 from __future__ import annotations
 
 import html as htmllib
+import itertools
 import logging
 import re
 from collections.abc import Callable
@@ -37,7 +42,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from channels_app.ledger import IllegalTransition, do_transition_message
+from channels_app.ledger import IllegalTransition, TransitionResult, do_transition_message
 from channels_app.models import Message, MessageStatus
 from customers.hooks import StoredEvents, events_stored
 from customers.models import Event
@@ -46,10 +51,14 @@ logger = logging.getLogger(__name__)
 
 CLICK_SALT = "chorus.tracking.click"
 OPEN_SALT = "chorus.tracking.open"
+SHORT_SALT = "chorus.tracking.short"
+RECEIPT_SALT = "chorus.tracking.push-receipt"
 EVENT_SOURCE = "chorus"
 # Dotted paths called with (message_id,) after an open or click commits. The engine's is
 # the default so a deployment without the setting still wakes engagement waits.
 EVENT_NAMES = {MessageStatus.OPENED: "message_opened", MessageStatus.CLICKED: "message_clicked"}
+# Receipts that may wake a journey waiting on the message's engagement.
+ENGAGEMENT_STATUSES = frozenset({MessageStatus.DELIVERED, MessageStatus.OPENED, MessageStatus.CLICKED})
 
 # A GIF89a, 1×1, transparent.
 PIXEL_GIF = (
@@ -144,30 +153,126 @@ def track_links(text: str, public_id: str) -> str:
     return _TEXT_URL.sub(replace, text)
 
 
+def short_links(text: str, message_id: int) -> str:
+    """An SMS body with every trackable URL replaced by a short tracked link (see short_url).
+
+    For the SMS adapter, at send time, for marketing texts: a long signed token would cost
+    the customer's text a segment or two; this one is ``{PUBLIC_URL}/s/<code>``, about 25
+    characters after the base URL whatever the original's length."""
+    positions = itertools.count()
+
+    def replace(match: re.Match) -> str:
+        url = match.group(0)
+        kept = url.rstrip(_TRAILING)
+        position = next(positions)
+        return (short_url(message_id, position) if _trackable(kept) else kept) + url[len(kept):]
+
+    return _TEXT_URL.sub(replace, text)
+
+
+def short_url(message_id: int, position: int) -> str:
+    """The message's ``position``-th URL (counting every URL in its body, from 0), as a
+    short signed link. Only the message and position are in it: the redirect reads the URL
+    from the message's content in the ledger, so the link stays short and no open redirect."""
+    code = f"{_base36(message_id)}-{_base36(position)}"
+    return f"{settings.PUBLIC_URL}/s/{code}-{_short_signature(code)}"
+
+
+def read_short(code: str) -> tuple[Message, str]:
+    """(the message, the URL it links to) for a short link's code; BadToken otherwise."""
+    parts = code.split("-", 2)  # the signature itself may contain "-"
+    if len(parts) != 3 or not signing.constant_time_compare(parts[2], _short_signature(f"{parts[0]}-{parts[1]}")):
+        raise BadToken("bad signature")
+    message_part, position_part, _ = parts
+    message = Message.objects.filter(pk=int(message_part, 36)).first()
+    urls = text_urls(str((message.content or {}).get("body") or "")) if message else []
+    position = int(position_part, 36)
+    if position >= len(urls) or not _trackable(urls[position]):
+        raise BadToken("no such link")
+    return message, urls[position]
+
+
+def text_urls(text: str) -> list[str]:
+    """The http(s) URLs in plain text, in order, without sentence punctuation."""
+    return [match.group(0).rstrip(_TRAILING) for match in _TEXT_URL.finditer(text)]
+
+
+def _short_signature(code: str) -> str:
+    # 10 characters of the HMAC (60 bits): unguessable online, and short.
+    return signing.Signer(salt=SHORT_SALT).signature(code)[:10]
+
+
+def _base36(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        number, rest = divmod(number, 36)
+        out = digits[rest] + out
+        if not number:
+            return out
+
+
+# --- Push receipts ---------------------------------------------------------------------------
+
+
+def receipt_url(public_id: str) -> str:
+    """Where a service worker or app posts a push message's receipts: ``<this>/<event>/``."""
+    token = signing.Signer(salt=RECEIPT_SALT).sign_object({"m": str(public_id)})
+    return f"{settings.PUBLIC_URL}/t/p/{token}"
+
+
+def read_receipt(token: str) -> str:
+    return str(_load(token, RECEIPT_SALT).get("m"))
+
+
 # --- Recording -----------------------------------------------------------------------------
 
 
 def do_record_engagement(public_id: str, status: MessageStatus, *, at: datetime | None = None,
                          detail: str = "") -> bool:
-    """An open or click of one message: move it (never backwards), record the event, then
-    tell the listeners after commit. False when no such message exists."""
+    """An open or click of one message (a tracked link, the pixel, the inbox, a push
+    receipt), by public id: see do_record_receipt. False when no such message exists."""
+    message_id = Message.objects.filter(public_id=public_id).values_list("pk", flat=True).first()
+    if message_id is None:
+        return False
+    do_record_receipt(message_id, status, at=at, detail=detail)
+    return True
+
+
+def do_record_receipt(
+    message_id: int, status: str, *, at: datetime | None = None, detail: str = "",
+    provider: str | None = None, provider_message_id: str | None = None,
+) -> TransitionResult | None:
+    """The one place a receipt moves a message and counts as engagement, for our own
+    tracking and every provider webhook alike: move the message (never backwards; None when
+    the lifecycle refuses, e.g. "delivered" after a bounce), record an open or click as an
+    engagement event (once per message, even when the status could not move: it happened),
+    and tell the engagement listeners after commit."""
     at = at or timezone.now()
     with transaction.atomic():
-        message = Message.objects.filter(public_id=public_id).values("pk", "customer_id", "channel", "category",
-                                                                     "journey_id").first()
+        message = Message.objects.filter(pk=message_id).values(
+            "pk", "public_id", "customer_id", "channel", "category", "journey_id").first()
         if message is None:
-            return False
+            raise Message.DoesNotExist(f"message {message_id} does not exist")
         try:
-            do_transition_message(message["pk"], status, at=at, detail=detail)
-        except IllegalTransition as error:  # e.g. bounced or failed: the receipt changes nothing
-            logger.info("%s; engagement recorded as an event only", error)
-        record_engagement_event(
-            message["customer_id"], EVENT_NAMES[status], key=f"{public_id}:{status}", at=at,
-            properties={"message_id": str(public_id), "channel": message["channel"],
-                        "category": message["category"], "journey_id": message["journey_id"]},
-        )
-        transaction.on_commit(lambda: notify_engagement(message["pk"]), robust=True)
-    return True
+            result = do_transition_message(message_id, status, at=at, detail=detail, provider=provider,
+                                           provider_message_id=provider_message_id)
+        except IllegalTransition as error:
+            logger.info("receipt does not move the message: %s", error)
+            result = None
+        engaged = status in EVENT_NAMES and _record_event(message, MessageStatus(status), at)
+        if status in ENGAGEMENT_STATUSES and (result is not None or engaged):
+            transaction.on_commit(lambda: notify_engagement(message_id), robust=True)
+    return result
+
+
+def _record_event(message: dict, status: MessageStatus, at: datetime) -> bool:
+    public_id = str(message["public_id"])
+    return record_engagement_event(
+        message["customer_id"], EVENT_NAMES[status], key=f"{public_id}:{status}", at=at,
+        properties={"message_id": public_id, "channel": message["channel"],
+                    "category": message["category"], "journey_id": message["journey_id"]},
+    )
 
 
 def record_engagement_event(customer_id: int, name: str, *, key: str, at: datetime, properties: dict) -> bool:

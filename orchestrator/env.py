@@ -62,6 +62,24 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def env_fernet_keys(name: str, *, required: bool = False) -> list[str]:
+    """A comma-separated list of Fernet keys (32 url-safe base64 bytes each), newest first.
+
+    Each is checked now, so a malformed key stops start-up rather than the first send that
+    needs a secret; the error names the key's position, never its value."""
+    from cryptography.fernet import Fernet
+
+    keys = env_list(name)
+    if not keys and required:
+        raise ImproperlyConfigured(f"{name}: this environment variable is required but is not set (comma-separated Fernet keys)")
+    for position, key in enumerate(keys, start=1):
+        try:
+            Fernet(key)
+        except (ValueError, TypeError):
+            raise ImproperlyConfigured(f"{name}: key {position} is not a Fernet key (32 url-safe base64-encoded bytes)") from None
+    return keys
+
+
 def database_from_url(name: str, url: str) -> dict:
     """Turn ``postgres://user:pass@host:port/db?sslmode=require`` into a DATABASES entry."""
     parsed = urlparse(url)

@@ -14,7 +14,14 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from orchestrator.env import database_from_url, env_bool, env_int, env_list, env_str
+from orchestrator.env import (
+    database_from_url,
+    env_bool,
+    env_fernet_keys,
+    env_int,
+    env_list,
+    env_str,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("CHORUS_VAR_DIR", str(BASE_DIR / "var")))
@@ -32,6 +39,9 @@ _DEV_SUPPRESSION_HASH_KEY = "chorus-development-suppression-hash-key-do-not-use-
 SUPPRESSION_HASH_KEY = env_str(
     "SUPPRESSION_HASH_KEY", None if PRODUCTION else _DEV_SUPPRESSION_HASH_KEY, required=PRODUCTION
 )
+# Encrypt provider secrets at rest (channels_app.crypto, which reads them on each use so a
+# rotation needs no reload): checked here so production does not start without them.
+CHORUS_SECRET_KEYS = env_fernet_keys("CHORUS_SECRET_KEYS", required=PRODUCTION)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "localhost", "testserver", "[::1]"])
 if PRODUCTION and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("ALLOWED_HOSTS: required when CHORUS_PRODUCTION is set")
@@ -189,7 +199,11 @@ CHORUS_EVENT_LISTENERS = [
     "orchestrator.intelligence.hooks.on_events_stored",
 ]
 # Called by the message ledger, inside its transaction, with the messages it moved.
-CHORUS_MESSAGE_LISTENERS = ["orchestrator.intelligence.hooks.on_messages_moved"]
+CHORUS_MESSAGE_LISTENERS = [
+    "orchestrator.intelligence.hooks.on_messages_moved",  # the models follow the ledger
+    # A journey message that failed for good tries the send node's next channel.
+    "orchestrator.engine.fallback.on_messages_moved",
+]
 # Called after commit with a message id when a receipt, a tracked open or click, or the
 # in-app inbox records an engagement: wakes journeys waiting on it.
 CHORUS_ENGAGEMENT_LISTENERS = ["orchestrator.engine.events.on_message_engagement"]

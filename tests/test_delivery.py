@@ -329,6 +329,31 @@ def test_recovery_works_through_several_batches(ada, _frozen_clock):
     assert recover_stranded(batch_size=2) == {"delivered": 0, "resent": 0, "unknown": 0}
 
 
+class SlowGateway(Provider):
+    """Each send takes a minute of the test's clock."""
+
+    name = "slow"
+    clock = None
+
+    def send(self, delivery: Delivery) -> SendResult:
+        self.clock.shift(dt.timedelta(minutes=1))
+        return SendResult(provider_message_id=f"slow-{delivery.message_id}")
+
+
+def test_a_long_sweep_stamps_each_claim_when_it_is_made(ada, use_provider, _frozen_clock):
+    # Stamped with the sweep's start instead, a batch claimed minutes into the sweep would
+    # look stale to a concurrent sweeper at once, which would settle or resend it mid-send.
+    use_provider(SlowGateway)
+    SlowGateway.clock = _frozen_clock
+    ids = [queue(ada, key=f"k{i}").pk for i in range(4)]
+    _frozen_clock.shift(dt.timedelta(minutes=1))
+
+    assert recover_stranded(batch_size=2) == {"delivered": 4, "resent": 0, "unknown": 0}
+
+    claimed = [Message.objects.get(pk=pk).sending_at for pk in ids]
+    assert claimed == [T0 + dt.timedelta(minutes=1)] * 2 + [T0 + dt.timedelta(minutes=3)] * 2
+
+
 @postgres_only
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_sweepers_deliver_each_message_exactly_once(use_provider):

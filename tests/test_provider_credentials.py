@@ -3,6 +3,11 @@ picked in primary-then-failover order, cached until an admin saves, and rotated 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
@@ -28,7 +33,7 @@ from channels_app.providers import (
     get_providers,
 )
 from customers.enums import Channel
-from customers.models import Customer
+from customers.models import ContactPoint, Customer
 from orchestrator.governor.models import PolicyChange
 from orchestrator.roles import Role
 
@@ -407,6 +412,47 @@ def test_a_test_message_needs_a_recipient(admin_client):
     assert Message.objects.count() == 0
 
 
+def test_a_push_test_message_goes_to_the_customer_owning_the_subscription(admin_client):
+    owner = Customer.objects.create(external_id="grace")
+    ContactPoint.objects.create(customer=owner, channel="push", platform="web", address="https://push.example/sub-9",
+                                keys={"p256dh": "k", "auth": "a"})
+    row = config(channel="push", provider="outbox", label="Dev outbox")
+
+    admin_client.post(url("send_test", row.pk), {"to": "https://push.example/sub-9"})
+
+    assert list(Message.objects.values_list("customer__external_id", "channel", "status")) == [("grace", "push", "sent")]
+
+
+def test_the_test_message_form_says_what_this_channel_takes(admin_client):
+    row = config(channel="sms", provider="outbox", label="Dev outbox")
+    html = admin_client.get(url("send_test", row.pk)).content.decode()
+    assert 'placeholder="+14155550100"' in html
+    assert "A phone number in E.164 form: + and the country code, no spaces." in html
+
+
+def test_help_text_shows_angle_brackets_and_flags_are_a_default_yes_no_choice(admin_client):
+    row = config(channel="email", provider="smtp", label="SMTP", options={"host": "mail.example", "port": 587})
+    html = admin_client.get(url("change", row.pk)).content.decode()
+    assert "Sender, e.g. &quot;Acme &lt;news@acme.example&gt;&quot;." in html
+    assert '<option value="" selected>Default</option>' in html  # track_opens, never set
+
+    form = {"channel": "email", "label": "SMTP", "enabled": "on", "failover_order": "1", "smtp__host": "mail.example",
+            "smtp__port": "587", "smtp__use_tls": "true", "smtp__track_opens": "false", "smtp__from_email": "a@b.example"}
+    assert admin_client.post(url("change", row.pk), form).status_code == 302
+    row.refresh_from_db()
+    assert row.options == {"host": "mail.example", "port": 587, "use_tls": "true", "track_opens": "false",
+                           "from_email": "a@b.example"}
+    html = admin_client.get(url("change", row.pk)).content.decode()
+    assert '<option value="true" selected>Yes</option>' in html and '<option value="false" selected>No</option>' in html
+
+
+def test_the_add_page_shows_only_the_chosen_providers_fields_and_nothing_to_clear(admin_client):
+    html = admin_client.get(url("add")).content.decode()
+    assert 'class="module aligned provider-fields provider-twilio"' in html
+    assert 'id="provider-channels"' in html and "channels_app/provider_admin.js" in html
+    assert "__clear" not in html and "Secrets stored" not in html
+
+
 def test_delivery_sends_through_the_configured_primary(db):
     customer = Customer.objects.create(external_id="u-1", email="ann@example.com")
     primary = config(label="Primary", is_primary=True, secrets={"api_key": API_KEY})
@@ -419,3 +465,41 @@ def test_delivery_sends_through_the_configured_primary(db):
     message.refresh_from_db()
     assert (message.provider, message.provider_message_id) == ("fakemail", "fake-ann@example.com")
     assert get_provider("email").config.config_id == primary.pk
+
+
+# --- Start-up in production ---------------------------------------------------------------
+
+PRODUCTION_ENV = {
+    "CHORUS_PRODUCTION": "1", "SECRET_KEY": "x" * 50, "SUPPRESSION_HASH_KEY": "k" * 40,
+    "ALLOWED_HOSTS": "chorus.example.com", "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/chorus",
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
+}
+
+
+def _start_settings(**env: str) -> subprocess.CompletedProcess:
+    """Import the settings as a production process would, in a fresh interpreter."""
+    base = {k: v for k, v in os.environ.items() if k not in {"CHORUS_SECRET_KEYS", "DEBUG"}}
+    return subprocess.run(
+        [sys.executable, "-c", "import orchestrator.settings as s; print(len(s.CHORUS_SECRET_KEYS))"],
+        env={**base, **PRODUCTION_ENV, **env}, cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+def test_production_does_not_start_without_the_keys():
+    result = _start_settings()
+    assert result.returncode != 0
+    assert "CHORUS_SECRET_KEYS: this environment variable is required but is not set" in result.stderr
+
+
+def test_production_does_not_start_with_a_malformed_key_and_never_shows_it():
+    result = _start_settings(CHORUS_SECRET_KEYS=f"{Fernet.generate_key().decode()},hunter2-not-a-key")
+    assert result.returncode != 0
+    assert "CHORUS_SECRET_KEYS: key 2 is not a Fernet key" in result.stderr
+    assert "hunter2" not in result.stderr
+
+
+def test_production_starts_with_valid_keys():
+    keys = f"{Fernet.generate_key().decode()},{Fernet.generate_key().decode()}"
+    result = _start_settings(CHORUS_SECRET_KEYS=keys)
+    assert (result.returncode, result.stdout) == (0, "2\n")

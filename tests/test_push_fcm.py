@@ -31,7 +31,7 @@ from channels_app.providers import (
 from channels_app.providers.fcm import SCOPE, FcmProvider, forget_access_tokens
 from channels_app.providers.push import PushProvider
 from channels_app.providers.webpush import vapid_public_key
-from channels_app.tracking import click_url
+from channels_app.tracking import click_url, receipt_url
 from customers.models import ContactPoint, Customer
 from tests.push_peers import HOLD, Browser, Recorded, Reply, StubServer, b64url, unb64url
 
@@ -142,7 +142,8 @@ def test_sends_the_message_with_a_token_from_the_service_account(phone, google, 
         "message": {
             "token": "fcm-token-abc",
             "notification": {"title": "Your order shipped", "body": "It arrives Friday."},
-            "data": {"message_id": delivery.public_id, "url": click_url("https://shop.example/o/42", delivery.public_id)},
+            "data": {"message_id": delivery.public_id, "receipt_url": receipt_url(delivery.public_id),
+                     "url": click_url("https://shop.example/o/42", delivery.public_id)},
             "android": {"ttl": "600s"},
             "apns": {"headers": {"apns-expiration": str(int(T0.timestamp()) + 600)}},
         }

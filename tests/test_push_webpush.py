@@ -18,7 +18,7 @@ from py_vapid import Vapid02
 from channels_app.models import Message
 from channels_app.providers import PROVIDERS, Delivery, ProviderConfigValues, ProviderError
 from channels_app.providers.webpush import WebPushProvider, vapid_public_key
-from channels_app.tracking import click_url, read_click
+from channels_app.tracking import click_url, read_click, receipt_url
 from customers.models import ContactPoint, Customer
 from tests.push_peers import HOLD, Browser, Reply, StubServer, b64url, closed_port_url, unb64url
 
@@ -94,6 +94,7 @@ def test_sends_a_payload_only_the_subscription_key_decrypts(subscribed, push_ser
         "url": click_url("https://shop.example/kettle", delivery.public_id),
         "icon": "https://shop.example/i.png",
         "message_id": delivery.public_id,
+        "receipt_url": receipt_url(delivery.public_id),
     }
     assert result.provider_message_id == "/m/abc123"
 
@@ -114,7 +115,7 @@ def test_defaults_to_a_day_to_live_and_normal_urgency(subscribed, push_service, 
 
     (request,) = push_service.requests
     assert (request.headers["TTL"], request.headers["Urgency"]) == ("86400", "normal")
-    assert set(browser.decrypt(request.body)) == {"title", "body", "message_id"}
+    assert set(browser.decrypt(request.body)) == {"title", "body", "message_id", "receipt_url"}
 
 
 def test_vapid_authorization_verifies_with_the_public_key(subscribed, push_service, vapid):

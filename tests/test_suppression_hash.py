@@ -58,6 +58,7 @@ def _import_settings(**env: str) -> subprocess.CompletedProcess:
 PRODUCTION = {
     "CHORUS_PRODUCTION": "1",
     "SECRET_KEY": "x" * 50,
+    "CHORUS_SECRET_KEYS": "dGVzdC1wcm92aWRlci1zZWNyZXRzLWtleS0zMmJ5dGU=",
     "ALLOWED_HOSTS": "chorus.example.com",
     "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/chorus",
     "REDIS_URL": "redis://127.0.0.1:6379/0",

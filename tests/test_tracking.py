@@ -238,3 +238,51 @@ def test_tracked_click_wakes_an_enrollment_waiting_for_it(client, db, django_cap
         client.get(path_of(tracking.click_url("https://shop.example/", str(email.public_id))))
 
     assert list(Message.objects.filter(channel="sms").values_list("content__body", flat=True)) == ["engaged"]
+
+
+# --- Short links (SMS) ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def text(db) -> Message:
+    customer = Customer.objects.create(external_id="u2", phone="+14155550199")
+    body = "Acme: 20% off at https://shop.example/sale/spring-collection?utm_source=sms. Terms: https://shop.example/t Reply STOP to opt out"
+    request = QueueRequest(customer_id=customer.pk, channel="sms", category="marketing", idempotency_key="s1",
+                           content={"body": body})
+    message = do_queue_message(request).message
+    do_transition_message(message.pk, MessageStatus.SENDING, at=T0)
+    do_transition_message(message.pk, MessageStatus.SENT, at=T0)
+    return message
+
+
+def test_short_links_replace_each_url_by_a_short_signed_link(text):
+    body = tracking.short_links(text.content["body"], text.pk)
+
+    first, second = tracking.short_url(text.pk, 0), tracking.short_url(text.pk, 1)
+    assert body == f"Acme: 20% off at {first}. Terms: {second} Reply STOP to opt out"
+    # The public URL and 19 characters, whatever the original's length (a segment is 160).
+    assert first.startswith(f"{PUBLIC}/s/") and len(first) == len(PUBLIC) + len("/s/8-0-") + 10 + len(tracking._base36(text.pk)) - 1
+
+
+def test_a_short_link_records_the_click_and_redirects_to_the_url_in_the_ledger(client, text, listener, django_capture_on_commit_callbacks):
+    with time_machine.travel(T0 + dt.timedelta(hours=1), tick=False), django_capture_on_commit_callbacks(execute=True):
+        response = client.get(path_of(tracking.short_url(text.pk, 0)))
+
+    assert (response.status_code, response["Location"]) == (302, "https://shop.example/sale/spring-collection?utm_source=sms")
+    clicked = T0 + dt.timedelta(hours=1)
+    assert state(text) == (MessageStatus.CLICKED, clicked, clicked)
+    assert events() == [("message_clicked", f"{text.public_id}:clicked")]
+    assert ENGAGEMENTS == [text.pk]
+    assert client.get(path_of(tracking.short_url(text.pk, 1)))["Location"] == "https://shop.example/t"
+    assert events() == [("message_clicked", f"{text.public_id}:clicked")]  # once per message
+
+
+def test_a_forged_or_out_of_range_short_link_is_refused_and_changes_nothing(client, text):
+    genuine = path_of(tracking.short_url(text.pk, 0))
+    forged = genuine[:-1] + ("A" if genuine[-1] != "A" else "B")
+    other_message = genuine.replace(f"/s/{tracking._base36(text.pk)}-", f"/s/{tracking._base36(text.pk + 1)}-")
+    for path in (forged, other_message, path_of(tracking.short_url(text.pk, 2)), "/s/garbage"):
+        response = client.get(path)
+        assert (response.status_code, response.content) == (400, b"This link is not valid."), path
+    assert state(text) == (MessageStatus.SENT, None, None)
+    assert events() == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
@@ -13,6 +14,7 @@ import pytest
 from channels_app.ledger import QueueRequest, do_queue_message
 from channels_app.providers import PROVIDERS, Delivery, ProviderConfigValues, ProviderError
 from channels_app.providers.twilio import DEFAULT_MARKETING_VALIDITY_SECONDS, TwilioProvider
+from channels_app.tracking import short_url
 from customers.enums import Category, Channel, ConsentStatus
 from customers.models import Consent, Customer
 
@@ -200,3 +202,18 @@ def test_refused_connection_is_transient_not_ambiguous():
         provider(f"http://127.0.0.1:{port}").send(delivery())
 
     assert (caught.value.permanent, caught.value.ambiguous) == (False, False)
+
+
+def test_links_in_a_marketing_text_become_short_tracked_links(twilio_api, settings):
+    settings.PUBLIC_URL = "https://chorus.acme.example"
+    body = "Acme: the sale is on at https://shop.example/sale/spring?utm_source=sms. Reply STOP to opt out"
+    marketing = Delivery(message_id=4242, public_id="p", channel="sms", category=Category.MARKETING,
+                         to="+14155550199", content={"body": body}, idempotency_key="k-2")
+
+    provider(twilio_api.url).send(marketing)
+    provider(twilio_api.url).send(replace(marketing, category=Category.TRANSACTIONAL))
+    provider(twilio_api.url, track_clicks="false").send(marketing)
+
+    sent = [r["form"]["Body"] for r in twilio_api.requests]
+    assert sent[0] == f"Acme: the sale is on at {short_url(4242, 0)}. Reply STOP to opt out"
+    assert sent[1:] == [body, body]  # transactional links, and an account that turned tracking off

@@ -162,3 +162,15 @@ def test_list_unsubscribe_headers_are_exact(message):
         "List-Unsubscribe": f"<https://chorus.acme.example/u/{token}/>",
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
     }
+
+
+def test_the_pages_name_the_channel_the_link_unsubscribes_from(client, customer):
+    token = unsubscribe.customer_token(customer.pk, channel="sms", category="marketing")
+    page = client.get(path_of(unsubscribe.url_for_token(token))).content.decode()
+    assert "Unsubscribe from these text messages?" in page
+    assert "You will no longer\n    receive marketing text messages from us." in page
+    assert customer.email not in page  # an SMS link does not show the email address
+
+    done = client.post(path_of(unsubscribe.url_for_token(token))).content.decode()
+    assert "no more marketing text messages from us" in done
+    assert Consent.objects.get(customer=customer, channel="sms").status == "unsubscribed"

@@ -8,6 +8,8 @@ import hmac
 import json
 
 import pytest
+from django.test import Client
+from django.urls import reverse
 
 from channels_app.ledger import (
     QueueRequest,
@@ -18,6 +20,7 @@ from channels_app.ledger import (
 from channels_app.models import Message, MessageTransition, ProviderConfig, ProviderEvent
 from customers.enums import Category, Channel, ConsentStatus
 from customers.models import Consent, Customer
+from orchestrator.roles import Role
 
 pytestmark = pytest.mark.django_db
 
@@ -121,6 +124,28 @@ def test_secret_from_the_provider_config(client, message, settings):
     config.save()
 
     assert post(client, delivery(), secret="hooks:from-the-row").status_code == 200
+    assert Message.objects.get(pk=message.pk).status == "delivered"
+
+
+def test_the_webhook_secret_is_set_write_only_in_the_admin_and_verifies_the_webhook(client, message, settings, make_user):
+    settings.ANYMAIL = {}
+    admin = Client()
+    admin.force_login(make_user(Role.ADMIN, username="ada-admin"))
+    form = {
+        "channel": "email", "provider": "anymail", "label": "Postmark", "enabled": "on", "is_primary": "on",
+        "failover_order": "1", "anymail__esp": "postmark", "anymail__from_email": "news@shop.example",
+        "anymail__api_key": "pm-server-token", "anymail__webhook_secret": "hooks:set-in-the-admin",
+    }
+    assert admin.post(reverse("admin:channels_app_providerconfig_add"), form).status_code == 302
+    row = ProviderConfig.objects.get()
+    assert row.secrets() == {"api_key": "pm-server-token", "webhook_secret": "hooks:set-in-the-admin"}
+    change_page = admin.get(reverse("admin:channels_app_providerconfig_change", args=[row.pk])).content.decode()
+    for name in ("webhook_secret", "webhook_signing_key", "webhook_verification_key"):
+        assert f'type="password" name="anymail__{name}"' in change_page
+    assert "set-in-the-admin" not in change_page
+
+    assert post(client, delivery(), secret="hooks:guessed").status_code == 403
+    assert post(client, delivery(), secret="hooks:set-in-the-admin").status_code == 200
     assert Message.objects.get(pk=message.pk).status == "delivered"
 
 

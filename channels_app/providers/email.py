@@ -37,8 +37,10 @@ COMMON_OPTIONS: tuple[Field, ...] = (
     Field("reply_to", "Reply-To", "Optional address replies go to.", kind="email"),
     Field("unsubscribe_mailbox", "Unsubscribe mailbox", "Optional address for mailto: unsubscribes (List-Unsubscribe).",
           kind="email"),
-    Field("track_opens", "Track opens", "Add Chorus's open-tracking pixel (true/false)."),
-    Field("track_clicks", "Track clicks", "Rewrite links through Chorus's click tracking (true/false)."),
+    Field("track_opens", "Track opens", "Add Chorus's open-tracking pixel. Default: yes over SMTP (it has no "
+          "webhooks), no through an ESP (it reports opens itself).", kind="bool"),
+    Field("track_clicks", "Track clicks", "Rewrite links through Chorus's click tracking. Default: as for opens.",
+          kind="bool"),
 )
 
 
@@ -100,8 +102,8 @@ class SmtpProvider(_EmailProvider):
     option_fields: ClassVar[tuple[Field, ...]] = (
         Field("host", "SMTP host", "e.g. smtp.example.com", required=True),
         Field("port", "Port", "587 for STARTTLS, 465 for SSL, 25 plain.", required=True, kind="int"),
-        Field("use_tls", "STARTTLS", "Upgrade the connection with STARTTLS (true/false)."),
-        Field("use_ssl", "SSL/TLS", "Connect over implicit TLS, usually port 465 (true/false)."),
+        Field("use_tls", "STARTTLS", "Upgrade the connection with STARTTLS (default: no).", kind="bool"),
+        Field("use_ssl", "SSL/TLS", "Connect over implicit TLS, usually port 465 (default: no).", kind="bool"),
         *COMMON_OPTIONS,
     )
     secret_fields: ClassVar[tuple[Field, ...]] = (
@@ -230,6 +232,14 @@ class AnymailProvider(_EmailProvider):
     secret_fields: ClassVar[tuple[Field, ...]] = (
         Field("api_key", "API key", "The ESP's API key (Postmark: the server token)."),
         Field("secret_key", "Secret key", "Only ESPs with a key pair (Mailjet)."),
+        # Read by channels_app.webhooks.anymail to verify the ESP's tracking webhook.
+        Field("webhook_secret", "Tracking webhook secret",
+              "user:password for HTTP basic auth on the tracking webhook: give the ESP "
+              "https://user:password@<your Chorus host>/webhooks/anymail/<esp>/tracking/. "
+              "Without one, tracking webhooks are refused."),
+        Field("webhook_signing_key", "Webhook signing key", "Mailgun only: the HTTP webhook signing key."),
+        Field("webhook_verification_key", "Webhook verification key",
+              "SendGrid only: the signed event webhook's public verification key."),
     )
 
     def connection(self):

@@ -77,7 +77,7 @@ class FcmProvider(PushAdapter):
 
     def _message(self, delivery: Delivery, subscription: Subscription) -> dict[str, Any]:
         fields = notification(delivery)
-        data = {"message_id": fields["message_id"]}
+        data = {"message_id": fields["message_id"], "receipt_url": fields["receipt_url"]}
         if "url" in fields:
             data["url"] = fields["url"]
         return {

@@ -19,7 +19,7 @@ class ProviderField:
     label: str = ""
     help_text: str = ""
     required: bool = False
-    kind: str = "text"  # options only: "text", "url", "email", "int" or "float"
+    kind: str = "text"  # options only: "text", "url", "email", "int", "float" or "bool" (stored "true"/"false")
 
 
 def _field(declared: Any) -> ProviderField:

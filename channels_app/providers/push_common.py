@@ -23,7 +23,7 @@ from django.utils import timezone
 from urllib3.exceptions import NewConnectionError
 
 from channels_app.providers.base import Delivery, Provider, ProviderError, SendResult
-from channels_app.tracking import track_links
+from channels_app.tracking import receipt_url, track_links
 from customers.enums import Channel
 from customers.models import ContactPoint
 
@@ -122,7 +122,8 @@ def notification(delivery: Delivery) -> dict[str, str]:
     """The notification's fields from the message content; empty optional ones left out.
 
     The url is a click-tracking link: push services report no clicks, and a service worker
-    or app that opens ``url`` reports one without any code of its own."""
+    or app that opens ``url`` reports one without any code of its own. ``receipt_url`` is
+    for the rest (shown, dismissed): push services report no deliveries either."""
     content = delivery.content
     fields = {
         "title": str(content.get("title", "")),
@@ -132,6 +133,8 @@ def notification(delivery: Delivery) -> dict[str, str]:
         "icon": str(content.get("icon", "") or ""),
         "tag": str(content.get("tag", "") or ""),
         "message_id": delivery.public_id,
+        # Where the notification's code posts "shown", "clicked", "dismissed" (channels_app.push_receipts).
+        "receipt_url": receipt_url(delivery.public_id),
     }
     return {key: value for key, value in fields.items() if value or key in ("title", "body", "message_id")}
 

@@ -5,7 +5,9 @@ Every message asks Twilio to report its fate to ``{PUBLIC_URL}/webhooks/twilio/s
 (channels_app.webhooks.twilio). Marketing texts carry a validity period: a promotion
 that sat in Twilio's queue for hours is dropped instead of arriving stale at night.
 Transactional texts (a one-time code, a receipt) keep Twilio's own default unless the
-account sets one for them too.
+account sets one for them too. Links in marketing texts become short click-tracking links
+(channels_app.tracking.short_links) unless the account's ``track_clicks`` is off; a
+transactional text's links (a password reset) go out as written.
 
 Failures: a 4xx answer is permanent (21211 invalid number, 21610 the recipient replied
 STOP to this sender: their STOP is recorded here too, since Twilio will refuse every
@@ -27,6 +29,7 @@ from urllib3.exceptions import NewConnectionError
 
 from channels_app.providers.base import Delivery, Provider, ProviderError, SendResult
 from channels_app.providers.fields import ProviderField
+from channels_app.tracking import short_links
 from customers.enums import Category
 
 Field = ProviderField
@@ -79,6 +82,8 @@ class TwilioProvider(Provider):
               kind="int"),
         Field("transactional_validity_period_seconds", "Validity, transactional (s)",
               "Optional; empty keeps Twilio's default (10 hours).", kind="int"),
+        Field("track_clicks", "Track clicks",
+              "Replace links in marketing texts with short click-tracking links (default: yes).", kind="bool"),
         Field("help_reply", "HELP reply", "Optional answer to a HELP/INFO text; empty leaves it to Twilio."),
         Field("api_base_url", "API base URL", "Leave empty for https://api.twilio.com; set for a test stub.", kind="url"),
     )
@@ -100,7 +105,7 @@ class TwilioProvider(Provider):
     def params(self, delivery: Delivery) -> dict[str, Any]:
         options = self.config.options
         params: dict[str, Any] = {
-            "to": delivery.to, "body": str(delivery.content.get("body") or ""),
+            "to": delivery.to, "body": self.body(delivery),
             "status_callback": status_callback_url(delivery.public_id),
         }
         if options.get("messaging_service_sid"):
@@ -113,6 +118,13 @@ class TwilioProvider(Provider):
         if validity is not None:
             params["validity_period"] = validity
         return params
+
+    def body(self, delivery: Delivery) -> str:
+        """The text as rendered; a marketing text's links become short tracked ones (the
+        ledger keeps the originals, which the redirect reads)."""
+        body = str(delivery.content.get("body") or "")
+        track = str(self.config.options.get("track_clicks", "true")).strip().lower() not in {"0", "false", "no", "off"}
+        return short_links(body, delivery.message_id) if track and delivery.category == Category.MARKETING else body
 
     def validity(self, category: str) -> int | None:
         options = self.config.options

@@ -139,10 +139,10 @@ def arrive_send(visit: Visit) -> Step:
         return Step(StepOutcome.HELD_OUT, port="out", detail=f"{channel}: control group")
     channel, chosen = _channel(visit)
     try:
-        content = render_content(channel, visit.config["content"].get(channel, {}), _template_context(visit))
+        content = render_content(channel, visit.config["content"].get(channel, {}), visit_template_context(visit))
     except TemplateError as error:
         return Step(StepOutcome.FAILED, port="out", detail=f"{channel}: {error.reason}"[:500])
-    request = _send_request(visit, channel, content)
+    request = send_request(visit, channel, content)
     if channel != send_channels(visit.config)[0]:  # a retried step choosing another channel gets a new key
         request = replace(request, idempotency_key=f"{request.idempotency_key}:{channel}")
     # Before consent and caps are weighed: content that breaks a rule goes to nobody.
@@ -179,7 +179,7 @@ def content_refusal(channel: str, category: str, content: dict) -> str:
     return f"{CONTENT_RULE}: {'; '.join(errors)}" if errors else ""
 
 
-def _template_context(visit: Visit) -> dict:
+def visit_template_context(visit: Visit) -> dict:
     ctx = visit.enrollment.context or {}
     return template_context(
         visit.customer,
@@ -189,7 +189,7 @@ def _template_context(visit: Visit) -> dict:
     )
 
 
-def _send_request(visit: Visit, channel: str, content: dict) -> SendRequest:
+def send_request(visit: Visit, channel: str, content: dict) -> SendRequest:
     enrollment = visit.enrollment
     return SendRequest(
         customer_id=visit.customer.pk,

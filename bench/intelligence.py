@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Channel affinity and send-time optimisation, measured on a simulator with known truth.
 
-    .venv/bin/python bench/intelligence.py [--quick] [--customers N] [--days D] [--seed S]
+    .venv/bin/python bench/intelligence.py [--quick] [--customers N] [--days D] [--seed S] [--diagnose]
 
 Unlike the other benchmarks this one needs no database and no server: the models are pure
 functions and the harness (``orchestrator.intelligence.harness``) feeds them plain values,
@@ -11,7 +11,7 @@ A population with hidden true channel preferences and active hours
 (``orchestrator.intelligence.simulate``) receives a third of the days of business-as-usual
 sends (random channel, random daytime hour), which the models read as history; then four
 policies decide the remaining occasions on the same luck: the models (best channel + best
-time, exploring 10% of decisions), email at 10:00 local, a random channel at 10:00 local,
+time, exploring 5% of decisions, a send node's default), email at 10:00 local, a random channel at 10:00 local,
 and the oracle (true best channel at its true best allowed hour). Quiet hours are the
 governor's shipped ones for every policy.
 
@@ -19,6 +19,11 @@ Full run: 5,000 customers × 90 days (30 of history). ``--quick``: 1,000 custome
 (20 of history), within 60 s. Fixed seed. Prints each figure as ``name: value``:
 ``best_channel_accuracy`` (aim ≥ 0.90), ``lift_share_of_oracle`` (aim ≥ 0.80),
 ``cold_start_accuracy`` (must be 1.00), the engagement rate of each policy, and diagnostics.
+
+``--diagnose`` runs the same scenario three more times with the model handed part of the
+truth (never in the figures above): ``lift_share_knowing_channel`` (true rates instead of
+learned affinity), ``lift_share_knowing_time`` (true activity instead of the learned
+profile) and ``lift_share_knowing_both``. What each adds is what learning it costs.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -34,6 +40,11 @@ from orchestrator.intelligence.harness import run  # noqa: E402
 from orchestrator.intelligence.scenario import HarnessConfig  # noqa: E402
 
 SEED = 20260501
+DIAGNOSES = {
+    "channel": frozenset({"channel"}),
+    "time": frozenset({"time"}),
+    "both": frozenset({"channel", "time"}),
+}
 
 
 def config(args: argparse.Namespace) -> HarnessConfig:
@@ -66,6 +77,11 @@ def main() -> None:
         help="simulated days (default 90; 60 with --quick), a third of them history",
     )
     parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument(
+        "--diagnose",
+        action="store_true",
+        help="also measure the lift when the model is handed the true channel rates and/or hours",
+    )
     args = parser.parse_args()
     settings = config(args)
     started = time.perf_counter()
@@ -75,6 +91,10 @@ def main() -> None:
     print(f"history_days: {settings.history_days}")
     for line in result.lines():
         print(line)
+    if args.diagnose:
+        for name, reveal in DIAGNOSES.items():
+            known = run(replace(settings, reveal=reveal))
+            print(f"lift_share_knowing_{name}: {known.lift_share_of_oracle:.2f}")
     print(f"elapsed_s: {time.perf_counter() - started:.1f}")
 
 

@@ -4,7 +4,9 @@ A journey has no separate templates: each send node's content *is* its template.
 content rules (``channels_app.content_rules``) run on every send node's raw Liquid text:
 the API and the journey page report every problem, pinned on its node and field, and
 publishing is refused while any is an error (warnings never block). The engine checks
-the rendered text again at send time (``orchestrator.engine.steps``).
+the rendered text again at send time (``orchestrator.engine.steps``). A send that may
+use several channels (``channel: "best"``, or a ``fallback`` list) has each channel's
+content checked against that channel's rules, since any of them may be the one sent.
 
 In-app presence is a property of the journey's shape, decided here (docs/journeys.md
 "Content rules"): the customer can be in the app at a send node when every way into it
@@ -23,7 +25,7 @@ from typing import Any
 from channels_app.content_rules import ContentProblem, RuleSet, check_content
 from customers.enums import Category, Channel
 from journeys.graph import Problem, nodes_by_id
-from journeys.nodes import NODE_KINDS, NodeKind
+from journeys.nodes import BEST_CHANNEL, NODE_KINDS, NodeKind
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,9 @@ class NodeContentProblem:
 
     node_id: str
     problem: ContentProblem
+    # Where the node names the channel: "channel", or "fallback" for a channel a best-channel
+    # or fallback send may use (a problem with the channel itself is pinned there).
+    named_in: str = "channel"
 
     @property
     def is_error(self) -> bool:
@@ -43,9 +48,9 @@ class NodeContentProblem:
 
     def as_graph_problem(self) -> Problem:
         """As a publishing problem: "sms.body" is at config.content.sms.body; a problem
-        with the channel itself (in-app presence) is the node's channel."""
+        with the channel itself (in-app presence) is where the node names the channel."""
         field = self.problem.field
-        where = f"config.content.{field}" if "." in field else "config.channel"
+        where = f"config.content.{field}" if "." in field else f"config.{self.named_in}"
         return Problem(self.node_id, where, self.problem.message)
 
 
@@ -56,9 +61,9 @@ def content_problems(graph: Any, category: str, rules: RuleSet) -> list[NodeCont
         return []  # an invalid category is the settings validator's to report
     in_app = app_present_nodes(graph, rules.in_app_presence_events)
     found = []
-    for node_id, channel, fields in _send_contents(graph):
+    for node_id, channel, fields, named_in in _send_contents(graph):
         for problem in check_content(channel, category, fields, rules, customer_can_be_in_app=node_id in in_app):
-            found.append(NodeContentProblem(node_id, problem))
+            found.append(NodeContentProblem(node_id, problem, named_in))
     return found
 
 
@@ -67,14 +72,36 @@ def publish_problems(graph: Any, category: str, rules: RuleSet) -> list[Problem]
     return [p.as_graph_problem() for p in content_problems(graph, category, rules) if p.is_error]
 
 
-def _send_contents(graph: Any) -> Iterator[tuple[str, str, Mapping]]:
+def _send_contents(graph: Any) -> Iterator[tuple[str, str, Mapping, str]]:
+    """(node, channel, that channel's content, where the node names the channel) for every
+    channel each send node may use: its channel and its fallbacks, or with ``channel:
+    "best"`` every channel it chooses among. Each is checked against its own rules."""
     for node_id, node in nodes_by_id(graph).items():
         config = node.get("config")
         if node.get("kind") != NodeKind.SEND or not isinstance(config, Mapping):
             continue
-        channel, content = config.get("channel"), config.get("content")
-        if channel in Channel.values and isinstance(content, Mapping) and isinstance(content.get(channel), Mapping):
-            yield node_id, channel, content[channel]
+        content = config.get("content")
+        if not isinstance(content, Mapping):
+            continue
+        for channel, named_in in _channels_of(config):
+            if isinstance(content.get(channel), Mapping):
+                yield node_id, channel, content[channel], named_in
+
+
+def _channels_of(config: Mapping) -> list[tuple[str, str]]:
+    """The node's channels with where each is named; unknown channels are skipped (the
+    graph checks report them)."""
+    fallback = config.get("fallback")
+    fallback = fallback if isinstance(fallback, list) else []
+    named = [] if config.get("channel") == BEST_CHANNEL else [(config.get("channel"), "channel")]
+    named += [(channel, "fallback") for channel in fallback]
+    seen: set[str] = set()
+    channels = []
+    for channel, named_in in named:
+        if isinstance(channel, str) and channel in Channel.values and channel not in seen:
+            seen.add(channel)
+            channels.append((channel, named_in))
+    return channels
 
 
 # --- in-app presence ----------------------------------------------------------------------

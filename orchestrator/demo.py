@@ -5,7 +5,10 @@ people for the same arguments, each with the hidden truth a channel-affinity or
 send-time model should recover: the channel they really prefer, their response
 propensity on every channel and the hours (local time) when they are active. The demo
 seeder (``orchestrator.demo_history`` + ``manage.py seed_demo``) draws their observable
-history from this truth; evaluations of the models can reuse it.
+history from this truth. The truth itself (best channel, click rates, active hours) is
+drawn by the models' evaluation simulator (``orchestrator.intelligence.simulate.draw_truth``),
+so the demo and ``bench/intelligence.py`` share one model of people; the demo adds
+what only it needs (names, addresses, opens and conversions, purchases).
 
 Person 0 is always the customer from the launch story (``launch_customer()``).
 """
@@ -19,6 +22,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from customers.enums import Channel
+from orchestrator.intelligence.simulate import TrueProfile, draw_truth
 
 EMAIL, SMS, PUSH, IN_APP = (str(ch.value) for ch in (Channel.EMAIL, Channel.SMS, Channel.PUSH, Channel.IN_APP))
 CHANNELS: tuple[str, ...] = (EMAIL, SMS, PUSH, IN_APP)
@@ -152,8 +156,6 @@ US_AREA_CODES = ("212", "213", "206", "312", "305", "404", "415", "503", "512", 
 CA_AREA_CODES = ("416", "647", "613", "514")
 PLANS = (("free", 0.68), ("plus", 0.24), ("vip", 0.08))
 TIERS = (("bronze", 0.45), ("silver", 0.3), ("gold", 0.18), ("platinum", 0.07))
-# Active-hours archetypes: (peak local hour, weight).
-ARCHETYPES = ((7, 0.15), (12, 0.2), (18, 0.15), (20, 0.25), (21, 0.15), (23, 0.1))
 
 
 def _weighted(rng: random.Random, pairs) -> str:
@@ -223,33 +225,27 @@ class _Numbers:
         return ""
 
 
-def _propensities(rng: random.Random, preferred: str) -> Mapping[str, ChannelPropensity]:
+def _propensities(rng: random.Random, truth: TrueProfile) -> Mapping[str, ChannelPropensity]:
+    """Click rates are the simulator's; opens and conversions, which it does not model, are
+    drawn around them (SMS opens are invisible: open == click)."""
+    best = truth.best_channels
     result = {}
     for ch in CHANNELS:
-        click = rng.uniform(0.3, 0.55) if ch == preferred else rng.uniform(0.02, 0.1)
+        click = truth.channel_rates[ch]
         if ch == SMS:
             opened = click
         elif ch == IN_APP:
             opened = min(0.95, click + rng.uniform(0.35, 0.55))
         else:
             opened = min(0.9, click + rng.uniform(0.1, 0.3))
-        convert = rng.uniform(0.12, 0.3) if ch == preferred else rng.uniform(0.03, 0.12)
+        convert = rng.uniform(0.12, 0.3) if ch in best else rng.uniform(0.03, 0.12)
         result[ch] = ChannelPropensity(open=round(opened, 3), click=round(click, 3), convert=round(convert, 3))
     return MappingProxyType(result)
 
 
-def _active_hours(rng: random.Random) -> tuple[int, ...]:
-    peak = int(_weighted(rng, ARCHETYPES)) + rng.choice((-1, 0, 0, 1))
-    width = rng.choice((1, 2, 2, 3))  # hours either side is width // 2 … a 2-4 hour window
-    start = peak - width // 2
-    return tuple(sorted({(start + i) % 24 for i in range(width + 1)}))
-
-
-def _preferred(rng: random.Random, reachable: tuple[str, ...], mobile_first: bool) -> str:
-    base = {EMAIL: 0.4, SMS: 0.25, PUSH: 0.22, IN_APP: 0.13}
-    if mobile_first:
-        base = {EMAIL: 0.15, SMS: 0.35, PUSH: 0.32, IN_APP: 0.18}
-    return _weighted(rng, [(ch, base[ch]) for ch in reachable])
+def _preferred(truth: TrueProfile, reachable: tuple[str, ...]) -> str:
+    """The true best reachable channel; of two tied, the first in channel order."""
+    return next(ch for ch in reachable if ch in truth.best_channels)
 
 
 def _person(index: int, rng: random.Random, numbers: _Numbers, emails: set[str]) -> SimCustomer:
@@ -266,7 +262,8 @@ def _person(index: int, rng: random.Random, numbers: _Numbers, emails: set[str])
     phone = numbers.draw(region.country) if rng.random() < (0.9 if mobile_first else 0.6) else ""
     web_push = not has_app and rng.random() < 0.22
     reachable = reachable_channels(phone, has_app, web_push)
-    preferred = _preferred(rng, reachable, mobile_first)
+    truth = draw_truth(rng, timezone=region.timezone, reachable=reachable, mobile_first=mobile_first)
+    propensities = _propensities(rng, truth)
     return SimCustomer(
         index=index,
         external_id=f"cust_{rng.getrandbits(40):010x}",
@@ -284,9 +281,9 @@ def _person(index: int, rng: random.Random, numbers: _Numbers, emails: set[str])
         mobile_first=mobile_first,
         has_app=has_app,
         web_push=web_push,
-        preferred_channel=preferred,
-        propensities=_propensities(rng, preferred),
-        active_hours=_active_hours(rng),
+        preferred_channel=_preferred(truth, reachable),
+        propensities=propensities,
+        active_hours=truth.active_hours(),
         sessions_per_week=round(min(6.0, rng.lognormvariate(-0.85, 0.7)), 3),
         purchase_propensity=round(rng.uniform(0.35, 0.75), 3),
     )

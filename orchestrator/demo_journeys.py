@@ -1,9 +1,13 @@
-"""Journeys a demo workspace starts with: two live, one draft, all valid graphs.
+"""Journeys a demo workspace starts with: two live, two drafts, all valid graphs.
 
 "Cart recovery" is the launch story (event entry). "Win back lapsed app users" enters a
 saved segment, so when `./chorus up` starts the worker, its segment entry enrols the
 lapsed users within a minute and the poller starts sending: the engine is visibly at
 work in the outbox and on the journey pages. "Welcome series" is a draft to edit.
+"Weekly picks" is a draft that shows channel affinity and send-time optimisation: it
+waits for each customer's best hour and sends on their best channel; simulate it for
+cust_maya (``./chorus manage simulate_journey "Weekly picks" --customer cust_maya``) to
+see both choices and their reasons on the timeline.
 Journeys are definitions, like segments: seeding again keeps existing ones.
 """
 
@@ -107,6 +111,27 @@ def welcome_series() -> dict:
     }
 
 
+def weekly_picks() -> dict:
+    return {
+        "nodes": [
+            _node("entry", "entry", "Picks ready (API)", 40, 40, trigger="api"),
+            _node("best_hour", "delay", "Wait for their best hour", 40, 160, mode="best_time", within_hours=24),
+            _node("picks", "send", "Picks on their best channel", 40, 280, channel="best",
+                  fallback=["sms", "push", "email"], explore=0.05, content={
+                      "sms": {"body": "{{ customer.first_name | default: 'Hi' }}, this week's picks are in: "
+                                      "https://shop.example/picks Reply STOP to opt out."},
+                      "push": {"title": "This week's picks are in", "body": "Chosen for you.",
+                               "url": "https://shop.example/picks"},
+                      "email": {"subject": "This week's picks are in",
+                                "html": "<p>Chosen for you: <a href=\"https://shop.example/picks\">see them</a>.</p>"
+                                        "<p><a href=\"https://shop.example/unsubscribe\">Unsubscribe</a></p>"},
+                  }),
+            _node("done", "exit", "Exit", 40, 400),
+        ],
+        "edges": [_edge("entry", "out", "best_hour"), _edge("best_hour", "out", "picks"), _edge("picks", "out", "done")],
+    }
+
+
 def _create(name: str, graph: dict, *, live: bool, **fields) -> Journey | None:
     if Journey.objects.filter(name=name).exists():
         return None
@@ -135,6 +160,9 @@ def seed_journeys() -> list[str]:
         ("Welcome series", welcome_series(), False, dict(
             description="Welcome email, then tips on the channel each new customer can receive.",
             priority=6, tags=["onboarding"], goal_event="Order Completed", goal_window_seconds=14 * 86400)),
+        ("Weekly picks", weekly_picks(), False, dict(
+            description="This week's picks at each customer's best hour, on the channel they engage with most.",
+            priority=5, tags=["merchandising"], goal_event="Order Completed", goal_window_seconds=7 * 86400)),
     ]
     if lapsed is not None:
         specs.append(("Win back lapsed app users", win_back(lapsed.pk), True, dict(

@@ -26,6 +26,7 @@ from customers.models import (
 )
 from orchestrator.demo import SimCustomer
 from orchestrator.demo_history import Rows, Simulator
+from orchestrator.demo_intelligence import finish_intelligence, write_intelligence
 
 CHUNK = 250  # people per flush: bounds memory, keeps each insert batch large
 _ADAPTED = (models.UUIDField,)
@@ -123,7 +124,8 @@ def _ids_by_key(keys: list[str]) -> dict[str, int]:
 
 
 def seed_population(population: list[SimCustomer], *, seed: int, now: datetime, days: int) -> SeedSummary:
-    """Simulate and save everyone's history. Call inside a transaction."""
+    """Simulate and save everyone's history, and the channel affinities and activity
+    profiles it implies (``demo_intelligence``). Call inside a transaction."""
     simulator = Simulator(seed, now, days)
     events = transitions = 0
     by_channel: dict[str, int] = {}
@@ -135,7 +137,9 @@ def seed_population(population: list[SimCustomer], *, seed: int, now: datetime, 
         for message, _ in rows.messages:
             by_channel[message["channel"]] = by_channel.get(message["channel"], 0) + 1
         written = write(rows)
+        write_intelligence(rows, now=now)
         events, transitions = events + written[0], transitions + written[2]
         if offset == 0 and population[0].index == 0:
             launch_pk = rows.customers[0].pk
+    finish_intelligence(now=now)
     return SeedSummary(len(population), events, by_channel, transitions, launch_pk)

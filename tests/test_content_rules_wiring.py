@@ -231,6 +231,64 @@ def test_an_in_app_send_after_a_delay_cannot_be_published():
     assert (journey.status, journey.live_version_id) == (JourneyStatus.DRAFT, None)
 
 
+# --- best-channel and fallback sends: every channel they may use is checked ------------------
+
+OPTED_OUT_SMS = {"body": "New arrivals are in. Reply STOP to opt out"}
+CLEAN_EMAIL = {"subject": "New in", "html": UNSUBSCRIBE}
+
+
+def test_a_best_channel_send_has_each_channels_content_checked_by_its_own_rules():
+    offer = node("offer", "send", channel="best", fallback=["email", "sms", "push"], content={
+        "email": {"subject": LONG_SUBJECT, "html": UNSUBSCRIBE},
+        "sms": {"body": "Hi {{ customer.first_name }}, your cart is waiting"},
+        "push": {"title": "Your cart: " + "t" * 40, "body": "Still there?"},
+    })
+
+    found = content_problems(linear_graph(entry(), offer), "marketing", DEFAULT_RULES)
+
+    assert [p.to_json() for p in found] == [
+        {"node": "offer", "field": "email.subject", "severity": "warning", "message": SUBJECT_WARNING},
+        {"node": "offer", "field": "sms.body", "severity": "error", "message": OPT_OUT},
+        {"node": "offer", "field": "push.title", "severity": "error", "message": "51 characters; push titles are cut after about 50"},
+    ]
+
+
+def test_a_fallback_channels_content_is_checked_as_well_as_the_first_channels():
+    send = node("nudge", "send", channel="email", fallback=["sms"], content={
+        "email": CLEAN_EMAIL, "sms": {"body": "Your cart is waiting"},
+    })
+
+    found = content_problems(linear_graph(entry(), send), "marketing", DEFAULT_RULES)
+
+    assert [p.to_json() for p in found] == [{"node": "nudge", "field": "sms.body", "severity": "error", "message": OPT_OUT}]
+
+
+def test_a_best_channel_send_that_may_pick_in_app_after_a_delay_cannot_be_published():
+    offer = node("offer", "send", channel="best", fallback=["sms", "in_app"], content={
+        "sms": OPTED_OUT_SMS, "in_app": {"title": "Welcome back", "body": "See what's new"},
+    })
+    graph = linear_graph(entry(trigger="event", event="Screen Viewed"), node("later", "delay", **DELAY), offer)
+    journey = do_create_journey(JourneyInput(name="Welcome back", graph=graph), None)
+
+    with pytest.raises(InvalidGraph) as refused:
+        do_publish_journey(journey, None)
+
+    assert [(p.node_id, p.field) for p in refused.value.problems] == [("offer", "config.fallback")]
+    assert refused.value.problems[0].message.startswith("in-app messages are only seen in the app")
+    journey.refresh_from_db()
+    assert (journey.status, journey.live_version_id) == (JourneyStatus.DRAFT, None)
+
+
+def test_a_best_channel_send_with_clean_content_on_every_channel_publishes():
+    offer = node("offer", "send", channel="best", fallback=["email", "sms"], content={"email": CLEAN_EMAIL, "sms": OPTED_OUT_SMS})
+    journey = do_create_journey(JourneyInput(name="Offer", graph=linear_graph(entry(), offer)), None)
+
+    version = do_publish_journey(journey, None)
+
+    journey.refresh_from_db()
+    assert (journey.status, journey.live_version_id) == (JourneyStatus.LIVE, version.pk)
+
+
 # --- send time: the rendered text is checked again ------------------------------------------
 
 TEMPLATE = "Hi {{ customer.first_name }}, new arrivals are in. Reply STOP to opt out"

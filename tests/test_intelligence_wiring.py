@@ -6,6 +6,7 @@ best-time delays use it, and the profile and the simulator say why.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -31,7 +32,7 @@ from journeys.nodes import NODE_KINDS, NodeKind
 from orchestrator.engine.control import trigger
 from orchestrator.engine.models import Enrollment, EnrollmentStep
 from orchestrator.engine.simulator import parse_simulation, simulate
-from orchestrator.intelligence import store
+from orchestrator.intelligence import hooks, store
 from orchestrator.intelligence.affinity import decayed
 from orchestrator.intelligence.models import PopulationModel
 from orchestrator.intelligence.recompute import recompute_all
@@ -112,8 +113,8 @@ def steps_of(enrollment) -> list[tuple[str, str, str]]:
 
 def best_send(node_id="offer", fallback=("email", "sms"), **extra) -> dict:
     content = {"email": {"subject": "Offer", "html": "<p>Hi</p>"}, "sms": {"body": "Hi"}, "push": {"title": "Offer", "body": "Hi"}}
-    return node(node_id, "send", channel="best", fallback=list(fallback), explore=0,
-                content={c: content[c] for c in fallback}, **extra)
+    return node(node_id, "send", channel="best", fallback=list(fallback),
+                content={c: content[c] for c in fallback}, **{"explore": 0, **extra})
 
 
 def validate(kind: NodeKind, config) -> list[tuple[str, str]]:
@@ -178,6 +179,30 @@ def test_sessions_and_purchases_from_ingestion_fill_the_activity_profile(ada):
     assert profile.total == 2.0
     assert profile.counts[hour_of_week(T0 - DAY, NEW_YORK)] == 1.0
     assert profile.counts[hour_of_week(T0 - HOUR, NEW_YORK)] == 1.0
+
+
+def test_an_ingest_batch_updates_every_activity_profile_in_two_queries(ada):
+    """One read of the events with their customers' zones, one upsert: whatever the batch."""
+    grace = Customer.objects.create(external_id="grace", email="grace@example.com", timezone="Europe/London")
+    store.record_activity(ada.pk, [T0 - 7 * DAY], ada.timezone)  # ada has a row, grace not yet
+    received = T0
+    moments = [T0 - DAY, T0 - DAY + 5 * MINUTE, T0 - HOUR]
+    for customer in (ada, grace):
+        for at in moments:
+            Event.objects.create(customer=customer, name="Session Started", occurred_at=at, received_at=received, source="web")
+    batch = StoredEvents("web", received, frozenset({ada.pk, grace.pk}), frozenset({"Session Started"}))
+
+    with CaptureQueriesContext(connection) as queries:
+        hooks.on_events_stored(batch)  # this listener alone: the engine's has its own pin
+
+    assert len(queries) == 2
+    ada_profile, grace_profile = ActivityProfile.objects.get(customer=ada), ActivityProfile.objects.get(customer=grace)
+    assert ada_profile.total == 4.0
+    assert ada_profile.counts[hour_of_week(T0 - DAY, NEW_YORK)] == 2.0
+    assert ada_profile.counts[hour_of_week(T0 - 7 * DAY, NEW_YORK)] == 1.0
+    assert grace_profile.total == 3.0
+    assert grace_profile.counts[hour_of_week(T0 - HOUR, ZoneInfo("Europe/London"))] == 1.0
+    assert sum(grace_profile.counts) == 3.0
 
 
 def test_recompute_from_the_ledger_equals_the_incremental_state(ada):
@@ -398,6 +423,23 @@ def test_simulator_timeline_shows_the_channel_choice(db):
     sent = next(e for e in result.timeline if e.get("outcome") == "sent")
     assert sent["message"]["channel"] == "sms"
     assert sent["detail"].startswith("sms · no engagement history: SMS, the population's best available channel")
+
+
+def test_simulator_timeline_marks_exploring_choices_apart_from_affinity_ones(ada):
+    """Each run is a new enrollment and so new draws: at explore 0.5 some runs explore, and
+    the timeline says so with the Thompson draws; the others give the affinity reason."""
+    population(email=0.02, sms=0.12, push=0.05, in_app=0.03)
+    history(ada, "sms", sends=10, clicks=4)
+    history(ada, "email", sends=10, clicks=1)
+    journey = make_live_journey(linear_graph(entry(), best_send(explore=0.5)))
+    sim = parse_simulation({"customer": {"external_id": "ada"}, "start": T0.isoformat()})
+
+    details = [next(e for e in simulate(journey, sim).timeline if e.get("outcome") == "sent")["detail"] for _ in range(20)]
+
+    exploring = [d for d in details if "exploring (Thompson sample)" in d]
+    assert exploring and len(exploring) < len(details)
+    assert all(re.match(r"(sms|email) · exploring \(Thompson sample\): (SMS|email) drew 0\.\d\d vs (SMS|email) 0\.\d\d", d) for d in exploring)
+    assert all(d.startswith("sms · SMS engagement ") for d in details if d not in exploring)
 
 
 def test_a_batch_moving_to_sent_updates_affinity_in_the_same_few_queries_whatever_its_size(ada):

@@ -25,6 +25,7 @@ from customers.models import (
 from customers.validators import validate_e164
 from orchestrator.demo import CHANNELS, LAUNCH_EXTERNAL_ID, generate_population
 from orchestrator.demo_content import STYLING
+from orchestrator.intelligence.simulate import BEST_RATE, OTHER_RATE
 
 NOW = "2026-11-23T00:00:00+00:00"  # a Monday
 NOW_DT = datetime(2026, 11, 23, tzinfo=UTC)
@@ -95,6 +96,21 @@ def test_every_person_prefers_a_channel_they_can_be_reached_on():
         assert person.engagement_ranking[0] == person.preferred_channel
         assert set(person.propensities) == set(CHANNELS)
         assert all(0 <= hour < 24 for hour in person.active_hours)
+
+
+def test_the_demo_truth_is_drawn_by_the_models_evaluation_simulator():
+    """The same model of people as bench/intelligence.py: its click-rate ranges, a clearly
+    best channel (or two exactly tied), and active hours a 3-7 hour run around one peak."""
+    low, high = BEST_RATE
+    for person in generate_population(300, 42)[1:]:  # person 0 is the hand-written launch story
+        clicks = {ch: person.propensities[ch].click for ch in CHANNELS}
+        best = clicks[person.preferred_channel]
+        assert round(low, 3) <= best <= round(high, 3)
+        others = [c for ch, c in clicks.items() if c != best]
+        assert all(round(OTHER_RATE[0], 3) <= c <= round(OTHER_RATE[1], 3) for c in others)
+        hours = set(person.active_hours)
+        assert 3 <= len(hours) <= 7
+        assert any(all((start + i) % 24 in hours for i in range(len(hours))) for start in hours)  # one run
 
 
 # --- determinism and the guard rails of the command -------------------------------------------
@@ -222,6 +238,39 @@ def test_launch_customer_browses_in_the_evening(maya):
     hours = Counter(e.occurred_at.astimezone(ZoneInfo(maya.timezone)).hour for e in maya.events.filter(name__in=["App Opened", "Session Started"]))
     evening = sum(n for hour, n in hours.items() if 19 <= hour <= 23)
     assert evening / sum(hours.values()) >= 0.7
+
+
+def test_launch_customer_profile_explains_sms_over_email_and_her_evening_hour(maya):
+    from orchestrator.intelligence.card import affinity_card
+
+    card = affinity_card(maya.pk, now=NOW_DT)
+
+    assert re.fullmatch(
+        r"SMS engagement \d\.\d× push and (\d\.\d)× email over \d+ days \(\d+ SMS, \d+ push and \d+ email sends\); "
+        r"best hour 2[0-2]:00–2[1-3]:00 local",
+        card.explanation,
+    ), card.explanation
+    assert float(re.search(r"(\d\.\d)× email", card.explanation).group(1)) >= 3.0
+
+
+def test_seeded_affinities_and_activity_equal_a_rebuild_from_the_ledger(maya):
+    from customers.models import ActivityProfile, ChannelAffinity
+    from orchestrator.intelligence.recompute import recompute_customer
+
+    def stored():
+        affinity = sorted(ChannelAffinity.objects.filter(customer=maya).values_list(
+            "channel", "as_of", "sends", "engagements", "spread", "raw_sends", "raw_engagements", "first_sent_at"))
+        profile = ActivityProfile.objects.get(customer=maya)
+        return affinity, profile.counts, profile.total
+
+    seeded = stored()
+    recompute_customer(maya, now=NOW_DT)
+
+    assert len(seeded[0]) == 4 and seeded[2] > 0
+    rebuilt = stored()
+    assert [row[:2] + row[5:] for row in seeded[0]] == [row[:2] + row[5:] for row in rebuilt[0]]
+    assert [pytest.approx(row[2:5]) for row in seeded[0]] == [row[2:5] for row in rebuilt[0]]
+    assert (seeded[1], seeded[2]) == (rebuilt[1], rebuilt[2])
 
 
 # --- the data carries the hidden truth ------------------------------------------------------------

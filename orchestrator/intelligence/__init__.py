@@ -10,8 +10,9 @@
 - ``beta``: the Beta CDF and quantiles (credible intervals) without scipy.
 - ``simulate``, ``scenario`` and ``harness``: a population with known ground truth played
   through the models against fixed, random and oracle policies (``bench/intelligence.py``).
-- ``ledger``: the only module importing Django models; reads Message and Event rows into
-  the values above.
-
-Nothing here is wired into journeys yet, and nothing is stored (see the issue's next steps).
+- ``ledger``: reads Message and Event rows into the values above.
+- Stored and wired: ``store`` (ChannelAffinity, ActivityProfile, PopulationModel),
+  ``activity`` (activity profiles upserted per batch), ``hooks`` (the ledger's and
+  ingestion's listeners), ``recompute``, ``journeys`` (best-channel sends, best-time
+  delays) and ``card`` (the customer profile's explanation).
 """

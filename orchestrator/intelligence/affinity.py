@@ -8,8 +8,17 @@ across channels.
 
 Recency: a send and its engagement weigh 2^(−age / half_life), the age counted from the
 *send* in both cases, so a click always weighs what its send weighs. A send's trial
-weight is further multiplied by its exposure (see ``Send``): how good its moment was.
+weight may further be multiplied by its exposure (see ``Send``): how good its moment was.
 N (effective sends) and E (effective engagements) are these weighted sums.
+
+Chorus stores every send as a full trial (exposure 1): a send's exposure is what the
+send-time profile said *when it went*, which the ledger does not keep, so a rebuild
+(``recompute_intelligence``) could not reproduce it; and on the simulator weighting by
+the profile made no difference (lift share of the oracle 0.70 with it, 0.69 without,
+--quick, within run-to-run noise): the profile measures presence, which overstates the
+cost of a bad hour (a message that lands while someone is away is mostly seen later),
+so a lucky click at a poor hour counted as several trials' worth. The harness plays
+sends as Chorus stores them.
 
 Shrinkage: the estimate is the Beta posterior Beta(α0 + E, β0 + N − E), where the prior
 Beta(α0, β0) = Beta(m·k, (1 − m)·k) is the population's rate m on that channel with a

@@ -10,7 +10,7 @@ from datetime import datetime
 from orchestrator.intelligence import store
 from orchestrator.intelligence.affinity import ChannelEstimate
 from orchestrator.intelligence.choice import choose_channel, label, percent
-from orchestrator.intelligence.sendtime import peak_summary
+from orchestrator.intelligence.sendtime import peak_hour, peak_summary
 
 
 @dataclass(frozen=True)
@@ -38,8 +38,10 @@ def affinity_card(customer_id: int, *, now: datetime) -> AffinityCard:
     choice = choose_channel(estimates, list(estimates), fallback_order=store.CHANNELS, explore_rate=0.0, rng=random.Random(0))
     profile = store.send_time_profile(customer_id)
     hours = peak_summary(profile) + (" (population profile: no activity of their own yet)" if profile.cold_start else "")
+    # The wording: "SMS engagement 4.1× email over 90 days, best hour 20:00–21:00 local".
+    explanation = choice.explain() + ("" if profile.cold_start else f"; best hour {peak_hour(profile)}")
     return AffinityCard(
-        rows=[_row(e) for e in ordered], best_hours=hours, explanation=choice.explain(),
+        rows=[_row(e) for e in ordered], best_hours=hours, explanation=explanation,
         has_history=any(e.has_history for e in ordered),
     )
 

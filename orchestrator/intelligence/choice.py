@@ -27,6 +27,10 @@ from enum import StrEnum
 
 from orchestrator.intelligence.affinity import ChannelEstimate
 
+# A send node's share of exploring decisions when it says nothing (its "explore"), and the
+# rate bench/intelligence.py measures: on the simulator 10% cost about 0.02 of the oracle's
+# lift against 5% and learned nothing more (best-channel accuracy 0.90 either way).
+DEFAULT_EXPLORE = 0.05
 CHANNEL_LABELS = {"email": "email", "sms": "SMS", "push": "push", "in_app": "in-app"}
 _POSITIVE = 1e-9  # random.betavariate needs parameters > 0
 
@@ -166,16 +170,27 @@ def _affinity_sentence(choice: Choice) -> str:
             f"{capitalised(label(best.channel))} at a better hour: {label(runner.channel)} engages more"
             f" ({percent(runner.mean)} vs {percent(best.mean)}) but its best allowed hour is weaker"
         )
-    # Ratios of posterior means: what the model ranks by, shrinkage included.
-    ratio = best.mean / runner.mean if runner.mean > 0 else float("inf")
-    starts = [e.first_sent_at for e in (best, runner) if e.first_sent_at is not None]
+    # Ratios of posterior means: what the model ranks by, shrinkage included. Email, the
+    # channel most shops send by default, is named too when it is neither of the two.
+    compared = [runner] + [e for e in choice.ranked[2:] if e.channel == "email" and e.has_history]
+    ratios = " and ".join(f"{_ratio(best, other)}× {label(other.channel)}" for other in compared)
+    starts = [e.first_sent_at for e in (best, *compared) if e.first_sent_at is not None]
     days = days_between(min(starts), best.as_of) if starts else 0
-    sentence = f"{capitalised(label(best.channel))} engagement {ratio:.1f}× {label(runner.channel)} over {days} days"
+    sentence = f"{capitalised(label(best.channel))} engagement {ratios} over {days} days"
     if runner.has_history:
-        counts = f"{best.raw_sends} {label(best.channel)} and {runner.raw_sends} {label(runner.channel)} sends"
+        counts = _listed([f"{e.raw_sends} {label(e.channel)}" for e in (best, *compared)]) + " sends"
     else:
         counts = f"{best.raw_sends} {_plural(best.raw_sends, 'send')}; {label(runner.channel)}: no sends yet, population rate"
     return f"{sentence} ({counts})"
+
+
+def _ratio(best: ChannelEstimate, other: ChannelEstimate) -> str:
+    return f"{best.mean / other.mean:.1f}" if other.mean > 0 else "∞"
+
+
+def _listed(items: list[str]) -> str:
+    """ "a", "a and b", "a, b and c" """
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
 def _explored_sentence(choice: Choice) -> str:

@@ -13,8 +13,9 @@ wants to reach them (``sends_per_week`` on average); the decision is taken at
 - Then each policy decides the remaining occasions, all facing the same luck (common
   random numbers, see ``simulate.respond``):
   ``model``: ``decide.choose_send`` (affinity × the best allowed moment, exploring at
-  ``explore_rate``), learning incrementally from its own receipts and the person's
-  organic sessions, with population priors and profiles refreshed every ``refresh_days``;
+  ``explore_rate``, a send node's default), learning incrementally from its own sends
+  (full trials, as Chorus stores them) and receipts and the person's organic sessions,
+  with population priors and profiles refreshed every ``refresh_days``;
   ``fixed``: email at 10:00 local; ``random``: a random reachable channel at 10:00 local;
   ``oracle``: the true best (channel, hour) of the same window.
   Every policy keeps the governor's shipped quiet hours (SMS and push 21:00–08:00 local).
@@ -22,7 +23,8 @@ wants to reach them (``sends_per_week`` on average); the decision is taken at
 Figures: ``best_channel_accuracy``, among people with at least 5 messages at the end, the
 share whose greedy choice (no exploration) is a true best channel; ``lift_share_of_oracle``,
 (model − fixed) / (oracle − fixed) engagement rates over the policy period, exploration
-and learning included; ``cold_start_accuracy``, among people with no history at all, the
+and learning included (``HarnessConfig.reveal`` measures what learning costs: the same
+run with the true rates or hours handed to the model); ``cold_start_accuracy``, among people with no history at all, the
 share whose choice, at the configured exploration rate, is the population's best
 available channel. ``steady_lift_share_of_oracle`` is the lift share over the last
 ``steady_days`` only, once learning has mostly settled.
@@ -54,6 +56,8 @@ from orchestrator.intelligence.scenario import (
     best_allowed_response,
     business_as_usual,
     occasions_for,
+    revealed_estimates,
+    revealed_profile,
 )
 from orchestrator.intelligence.sendtime import (
     ActivityCounts,
@@ -197,8 +201,8 @@ class _Learner:
         self.explore_rng = random.Random(
             f"chorus-intelligence:{config.seed}:{person.index}:explore"
         )
-        # (at, seq, kind, channel, sent_at, exposure): sends and receipts not yet happened
-        self.queue: list[tuple[datetime, int, str, str, datetime, float]] = []
+        # (at, seq, kind, channel, sent_at): sends and receipts not yet happened
+        self.queue: list[tuple[datetime, int, str, str, datetime]] = []
         self.next_session = self.next_occasion = self.seq = 0
         self.raw_sends = 0
         self.cached: tuple[int, SendTimeProfile] | None = None
@@ -231,12 +235,13 @@ class _Learner:
                 self.act(occasion, world, tally)
                 self.next_occasion += 1
 
-    def apply(self, item: tuple[datetime, int, str, str, datetime, float]) -> None:
-        at, _, kind, channel, sent_at, exposure = item
+    def apply(self, item: tuple[datetime, int, str, str, datetime]) -> None:
+        at, _, kind, channel, sent_at = item
         state = self.states.get(channel, AffinityState(channel))
         affinity = self.config.affinity
         if kind == "send":
-            self.states[channel] = with_send(state, sent_at, affinity, exposure=exposure)
+            # A full trial, as Chorus stores it (store.record_sends; see affinity's docstring).
+            self.states[channel] = with_send(state, sent_at, affinity)
             self.raw_sends += 1
         else:
             self.states[channel] = with_engagement(state, sent_at=sent_at, at=at, config=affinity)
@@ -253,19 +258,20 @@ class _Learner:
         else:
             channel, at = self.decide(occasion, world, tally)
         engaged_at = respond(person.truth, channel, at, occasion.u_engage, occasion.u_when)
-        # How good the moment looked when the message went: what Chorus would store with it.
-        exposure = self.profile(world).exposure(at, person.truth.zone)
-        self.schedule(at, "send", channel, at, exposure)
+        self.schedule(at, "send", channel, at)
         if engaged_at is not None:
-            self.schedule(engaged_at, "receipt", channel, at, 1.0)
+            self.schedule(engaged_at, "receipt", channel, at)
         if occasion.decide_at >= config.policy_start:
             tally.record(engaged_at is not None, config.late(occasion))
 
     def decide(self, occasion: Occasion, world: _World, tally: _Tally) -> tuple[str, datetime]:
         config, truth = self.config, self.person.truth
-        estimates = estimates_for(
-            self.states, world.priors, as_of=occasion.decide_at, config=config.affinity
-        )
+        if "channel" in config.reveal:
+            estimates = revealed_estimates(self.person)
+        else:
+            estimates = estimates_for(
+                self.states, world.priors, as_of=occasion.decide_at, config=config.affinity
+            )
         plan = choose_send(
             estimates,
             self.profile(world),
@@ -289,13 +295,13 @@ class _Learner:
         )
         return plan.channel, plan.at
 
-    def schedule(
-        self, at: datetime, kind: str, channel: str, sent_at: datetime, exposure: float
-    ) -> None:
+    def schedule(self, at: datetime, kind: str, channel: str, sent_at: datetime) -> None:
         self.seq += 1
-        heapq.heappush(self.queue, (at, self.seq, kind, channel, sent_at, exposure))
+        heapq.heappush(self.queue, (at, self.seq, kind, channel, sent_at))
 
     def profile(self, world: _World) -> SendTimeProfile:
+        if "time" in self.config.reveal:
+            return revealed_profile(self.person)
         if self.cached is None or self.cached[0] != world.generation:
             profile = customer_profile(
                 self.counts,

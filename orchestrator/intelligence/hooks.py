@@ -14,13 +14,12 @@ incremental state equals the rebuilt one (tests/test_intelligence_wiring.py).
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 from channels_app.models import Message, MessageStatus
 from customers.enums import Category
 from customers.hooks import MessageMove, StoredEvents
 from customers.models import Customer, Event
 from orchestrator.intelligence import store
+from orchestrator.intelligence.activity import add_activity, increments
 from orchestrator.intelligence.ledger import ACTIVITY_EVENTS, EXPOSED_STATUSES, send_from_message
 
 S = MessageStatus
@@ -89,15 +88,11 @@ def _first_noticed(message: Message):
 
 
 def on_events_stored(batch: StoredEvents) -> None:
+    """Two queries whatever the batch: the events with their customers' zones, one upsert."""
     names = batch.names & set(ACTIVITY_EVENTS)
     if not names:
         return
     rows = Event.objects.filter(
         source=batch.source, received_at=batch.received_at, customer_id__in=batch.customer_ids, name__in=names
-    ).values_list("customer_id", "occurred_at")
-    moments = defaultdict(list)
-    for customer_id, at in rows:
-        moments[customer_id].append(at)
-    zones = dict(Customer.objects.filter(pk__in=list(moments)).values_list("pk", "timezone"))
-    for customer_id in sorted(moments):
-        store.record_activity(customer_id, moments[customer_id], zones.get(customer_id, ""))
+    ).values_list("customer_id", "occurred_at", "customer__timezone")
+    add_activity(increments(rows))

@@ -32,11 +32,9 @@ from orchestrator.governor.loading import load_policy
 from orchestrator.governor.policy import Candidate
 from orchestrator.governor.rules import policy_zone
 from orchestrator.intelligence import store
-from orchestrator.intelligence.choice import choose_channel, label
+from orchestrator.intelligence.choice import DEFAULT_EXPLORE, choose_channel, label
 from orchestrator.intelligence.decide import choose_send
 from orchestrator.intelligence.sendtime import best_time, peak_summary
-
-DEFAULT_EXPLORE = 0.05  # a send node's "explore" when it says nothing
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from types import MappingProxyType
 
-from orchestrator.intelligence.affinity import AffinityConfig
+from orchestrator.intelligence.affinity import AffinityConfig, ChannelEstimate
+from orchestrator.intelligence.choice import DEFAULT_EXPLORE
 from orchestrator.intelligence.sendtime import (
+    HOURS_PER_WEEK,
     QuietHours,
     SendTimeConfig,
+    SendTimeProfile,
     best_slot,
     candidate_slots,
+    distribution,
     quiet_test,
 )
 from orchestrator.intelligence.simulate import EMAIL, PUSH, SMS, SimPerson
@@ -38,7 +42,7 @@ class HarnessConfig:
     history_days: int = 20
     cold_start_customers: int = 200
     seed: int = 1
-    explore_rate: float = 0.1
+    explore_rate: float = DEFAULT_EXPLORE  # a send node's default
     window: timedelta = timedelta(hours=24)
     decision_hour: int = 8
     fixed_hour: int = 10
@@ -50,6 +54,10 @@ class HarnessConfig:
     affinity: AffinityConfig = field(default_factory=AffinityConfig)
     sendtime: SendTimeConfig = field(default_factory=SendTimeConfig)
     quiet_hours: Mapping[str, QuietHours] = field(default_factory=lambda: SHIPPED_QUIET_HOURS)
+    # Diagnostics only (bench/intelligence.py --diagnose): hand the model policy the truth
+    # about "channel" (true rates instead of learned estimates) or "time" (true activity
+    # instead of the learned profile), to measure what learning each one costs.
+    reveal: frozenset[str] = frozenset()
 
     @property
     def policy_start(self) -> datetime:
@@ -146,6 +154,20 @@ def best_allowed_response(
     slots = candidate_slots(occasion.decide_at, config.window, person.truth.zone)
     slot = best_slot(person.truth.activity, slots, quiet_test(config.quiet_hours.get(channel)))
     return person.truth.response(slot.how) if slot is not None else 0.0
+
+
+def revealed_estimates(person: SimPerson) -> dict[str, ChannelEstimate]:
+    """The true rates as certain estimates (diagnostics: ``HarnessConfig.reveal``)."""
+    sure = 1e6  # pseudo-sends: Thompson draws land on the mean
+    return {
+        channel: ChannelEstimate(channel, rate * sure, (1.0 - rate) * sure, sure, rate * sure, raw_sends=1)
+        for channel, rate in person.truth.channel_rates.items()
+    }
+
+
+def revealed_profile(person: SimPerson) -> SendTimeProfile:
+    """The true activity as a send-time profile (diagnostics: ``HarnessConfig.reveal``)."""
+    return SendTimeProfile(distribution(person.truth.activity), events=float(HOURS_PER_WEEK))
 
 
 BASELINES: Mapping[str, Callable[[SimPerson, Occasion, HarnessConfig], tuple[str, datetime]]] = (

@@ -289,9 +289,14 @@ def best_time(
     return time_choice(profile, candidate_slots(now, window, tz), quiet_hours)
 
 
-def peak_summary(profile: SendTimeProfile) -> str:
-    """The profile in a phrase, for the customer page: "most active 20:00–21:00 local, Tuesdays"."""
+def peak_hour(profile: SendTimeProfile) -> str:
+    """The profile's best hour of the day, all days pooled: "20:00–21:00 local"."""
     by_hour = profile.hour_of_day_scores()
     hour = max(range(24), key=lambda h: by_hour[h])
+    return f"{hour:02d}:00–{(hour + 1) % 24:02d}:00 local"
+
+
+def peak_summary(profile: SendTimeProfile) -> str:
+    """The profile in a phrase, for the customer page: "most active 20:00–21:00 local, Tuesdays"."""
     day = max(range(7), key=lambda d: sum(profile.scores[d * 24 : d * 24 + 24]))
-    return f"most active {hour:02d}:00–{(hour + 1) % 24:02d}:00 local, {WEEKDAYS[day]}s"
+    return f"most active {peak_hour(profile)}, {WEEKDAYS[day]}s"

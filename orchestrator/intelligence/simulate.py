@@ -20,12 +20,11 @@ The model of behaviour is the demo's (``orchestrator.demo_history``), made conti
   more often later when it lands while they are away (the demo's ``seen_at``, smoothed).
   Engagement timestamps therefore say something about their habits, not only our sends.
 
-Sharing with the demo (``orchestrator.demo``): ``draw_truth`` returns a TrueProfile for a
-given zone, reachability and mobile-first flag. ``demo._person`` could call it and take
+Shared with the demo (``orchestrator.demo``): ``draw_truth`` returns a TrueProfile for a
+given zone, reachability and mobile-first flag; ``demo._person`` calls it and takes
 ``channel_rates`` as ``ChannelPropensity.click``, ``best_channels`` as
-``preferred_channel``, ``active_hours()`` as ``active_hours``, and
-``response_floor`` as the off-hours factor. Not wired yet: it would change the demo's
-output.
+``preferred_channel`` and ``active_hours()`` as ``active_hours``. The demo keeps its own
+off-hours factor (``demo_history.OFF_HOURS_FACTOR``, the middle of ``RESPONSE_FLOOR``).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from django.utils import timezone
 from channels_app.cached import GenerationCached
 from customers.bulk_sql import update_by_pk
 from customers.models import ActivityProfile, ChannelAffinity
-from orchestrator.engine.timing import customer_zone
+from orchestrator.intelligence.activity import add_activity, increments
 from orchestrator.intelligence.affinity import (
     AffinityConfig,
     AffinityState,
@@ -214,18 +214,9 @@ def counts_of(row: ActivityProfile | None) -> ActivityCounts:
     return ActivityCounts(tuple(float(c) for c in row.counts), row.total)
 
 
-@transaction.atomic
 def record_activity(customer_id: int, moments: Iterable[dt.datetime], customer_tz: str) -> None:
     """The customer was around at these moments (an open, a click, a session, a purchase)."""
-    moments = list(moments)
-    if not moments:
-        return
-    row, _ = ActivityProfile.objects.select_for_update().get_or_create(customer_id=customer_id)
-    counts, zone = counts_of(row), customer_zone(customer_tz)
-    for at in moments:
-        counts = counts.with_event(at, zone)
-    row.counts, row.total = list(counts.counts), counts.total
-    row.save()
+    add_activity(increments((customer_id, at, customer_tz) for at in moments))
 
 
 def send_time_profile(customer_id: int) -> SendTimeProfile:

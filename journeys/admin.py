@@ -16,7 +16,7 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils.html import format_html
 
-from journeys.models import Journey, JourneyStatus, JourneyVersion
+from journeys.models import GraphEdit, Journey, JourneyStatus, JourneyVersion
 from journeys.services import JourneyInput, do_update_journey
 from orchestrator.admin import (
     ChorusModelAdmin,
@@ -137,3 +137,13 @@ class JourneyVersionAdmin(ChorusModelAdmin):
     @admin.display(description="Journey page")
     def page_link(self, obj: JourneyVersion) -> str:
         return journey_page_link(obj.journey)
+
+
+@admin.register(GraphEdit)
+class GraphEditAdmin(ReadOnlyModelAdmin):
+    """The canvas's undo history of draft graphs (journeys.editor_history): for looking only."""
+
+    list_display = ["journey", "version", "revision", "label", "undone", "user", "at"]
+    list_filter = ["undone"]
+    search_fields = ["journey__name", "label"]
+    list_select_related = ["journey", "version", "user"]

@@ -68,6 +68,9 @@ class Journey(models.Model):
     )
     # Counted in the database (F()), so the entry limit holds under concurrent entries.
     entered_count = models.PositiveIntegerField(default=0)
+    # Bumped by every write of the draft graph (services.write_draft_graph): an editor's
+    # change names the revision it was based on, so two editors never silently overwrite.
+    graph_revision = models.PositiveIntegerField(default=0)
     # Event names this journey listens for in any version people may still be inside
     # (entry, waits, goal): ingestion asks only about these. Set on publish.
     event_names = models.JSONField(default=list, blank=True)
@@ -139,3 +142,31 @@ class JourneyVersion(models.Model):
             if node.get("id") == node_id:
                 return node
         return None
+
+
+class GraphEdit(models.Model):
+    """One write of a draft's graph, before and after: the editor's undo and redo history.
+
+    Undo writes ``before`` back and marks the edit undone; redo writes ``after`` again. A
+    new edit forgets the undone ones (as every editor does), and only the newest
+    ``HISTORY_LENGTH`` are kept. Edits belong to one draft: publishing ends its history.
+    """
+
+    HISTORY_LENGTH = 30
+
+    journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="graph_edits")
+    version = models.ForeignKey(JourneyVersion, on_delete=models.CASCADE, related_name="graph_edits")
+    revision = models.PositiveIntegerField(help_text="The journey's graph revision this edit produced.")
+    label = models.CharField(max_length=200)
+    before = models.JSONField()
+    after = models.JSONField()
+    undone = models.BooleanField(default=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["version", "id"]
+        indexes = [models.Index(fields=["version", "undone"], name="graph_edit_version_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.label} (r{self.revision})"

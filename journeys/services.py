@@ -29,6 +29,7 @@ from django.utils import timezone
 from channels_app.content_rules_loading import load_rules
 from customers.enums import Category
 from journeys import content
+from journeys import editor_history as history
 from journeys import graph as graphs
 from journeys.filters import validate_filters
 from journeys.models import Journey, JourneyStatus, JourneyVersion, ReentryPolicy
@@ -275,17 +276,27 @@ def _latest(journey: Journey) -> JourneyVersion | None:
     return journey.versions.order_by("-number").first()
 
 
-def _write_draft_graph(journey: Journey, graph: dict, user) -> None:
-    """Put ``graph`` in the draft, starting a new draft when every version is published."""
+def write_draft_graph(journey: Journey, graph: dict, user, label: str = "Edited the graph") -> bool:
+    """Put ``graph`` in the draft, starting a new draft when every version is published.
+
+    Every write bumps the journey's graph revision and is recorded for undo (the caller
+    holds the row lock and saves the journey). False when nothing changed."""
     draft = _draft(journey)
     if draft is None:
         latest = _latest(journey)
         source = journey.live_version or latest
         if source is not None and source.graph == graph:
-            return  # nothing changed: no empty draft to publish by mistake
+            return False  # nothing changed: no empty draft to publish by mistake
+        before = copy.deepcopy(source.graph) if source is not None else empty_graph()
         draft = JourneyVersion(journey=journey, number=(latest.number if latest else 0) + 1, created_by=user)
+    elif draft.graph == graph:
+        return False
+    else:
+        before = copy.deepcopy(draft.graph)
     draft.graph = copy.deepcopy(graph)
     draft.save()
+    history.record_graph_write(journey, draft, before, user, label)
+    return True
 
 
 def _listened_event_names(journey: Journey) -> list[str]:
@@ -325,8 +336,10 @@ def do_create_journey(data: JourneyInput, user) -> Journey:
     return journey
 
 
-def do_update_journey(journey: Journey, data: JourneyInput, user) -> Journey:
-    """Change settings and/or the draft graph; a published version is never modified."""
+def do_update_journey(journey: Journey, data: JourneyInput, user, *, label: str = "Edited the graph") -> Journey:
+    """Change settings and/or the draft graph; a published version is never modified.
+
+    A graph write bumps the revision and is recorded for undo under ``label``."""
     with transaction.atomic():
         _lock(journey)
         if journey.status == JourneyStatus.ARCHIVED:
@@ -334,7 +347,7 @@ def do_update_journey(journey: Journey, data: JourneyInput, user) -> Journey:
         given = _validated(data.given(), journey)
         graph = given.pop("graph", UNSET)
         if graph is not UNSET:
-            _write_draft_graph(journey, graph, user)
+            write_draft_graph(journey, graph, user, label)
         for field, value in given.items():
             setattr(journey, field, value)
         if "goal_event" in given and journey.live_version_id:

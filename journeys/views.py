@@ -1,4 +1,4 @@
-"""Journey pages, read-only until the canvas arrives: the list, one journey, one customer's path.
+"""Journey pages: the list (with its filters), one journey, one customer's path.
 
 A journey's page is also where a draft's channel content problems show, on the node cards
 (the content rules, errors and warnings, as the API reports them on saving).
@@ -6,8 +6,8 @@ A journey's page is also where a draft's channel content problems show, on the n
 The list counts enrollments for a whole page in one GROUP BY. A journey's page shows one
 version's nodes in graph order with per-node statistics from the step log (one GROUP BY
 over EnrollmentStep, one over the enrollments still inside), and re-reads them every
-POLL_SECONDS, because the engine runs in another process. Journeys are created and
-changed through the API (``POST /api/v1/journeys``) and its services; nothing here writes.
+POLL_SECONDS, because the engine runs in another process. Nothing here writes: the canvas
+editor (journeys.editor_*) and the API change journeys through the services.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from journeys.models import Journey, JourneyStatus, JourneyVersion
 from journeys.nodes import NODE_KINDS, NodeKind
 from journeys.services import journey_content_problems
 from orchestrator.engine.models import Enrollment, EnrollmentState, EnrollmentStep, StepOutcome
-from orchestrator.roles import Capability, require_capability
+from orchestrator.roles import Capability, has_capability, require_capability
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -100,7 +100,7 @@ def enrollment_counts(journey_ids: list[int]) -> dict[int, Counts]:
     return {row["journey_id"]: Counts(row["entered"], row["in_progress"], row["converted"]) for row in rows}
 
 
-def list_journeys(status: str) -> QuerySet[Journey]:
+def list_journeys(status: str, tag: str = "") -> QuerySet[Journey]:
     """With the live and draft version numbers, never their graphs."""
     drafts = JourneyVersion.objects.filter(journey=OuterRef("pk"), published_at__isnull=True)
     journeys = Journey.objects.select_related("updated_by").annotate(
@@ -108,7 +108,15 @@ def list_journeys(status: str) -> QuerySet[Journey]:
     )
     if status:
         journeys = journeys.filter(status=status)
+    if tag:
+        # Read in Python: JSON containment is not portable to SQLite, and tags are few.
+        tagged = [pk for pk, tags in Journey.objects.values_list("pk", "tags") if isinstance(tags, list) and tag in tags]
+        journeys = journeys.filter(pk__in=tagged)
     return journeys.order_by("name", "id")
+
+
+def list_query(status: str, tag: str) -> str:
+    return urlencode({k: v for k, v in {"status": status, "tag": tag}.items() if v})
 
 
 @dataclass(frozen=True)
@@ -125,15 +133,30 @@ class FilterLink:
     active: bool
 
 
-def status_links(status: str) -> list[FilterLink]:
+def _url(query: str) -> str:
     base = reverse("journeys:list")
-    by_status = dict(Journey.objects.order_by().values_list("status").annotate(n=Count("id")))
-    links = [FilterLink("All", base, sum(by_status.values()), not status)]
-    links += [
-        FilterLink(label, f"{base}?{urlencode({'status': value})}", by_status.get(value, 0), value == status)
+    return f"{base}?{query}" if query else base
+
+
+def filter_links(status: str, tag: str) -> tuple[list[FilterLink], list[FilterLink]]:
+    """The status links (with counts) and the tag links, from one read of every journey's
+    status and tags (journeys are few; their tags are not indexable portably)."""
+    by_status: dict[str, int] = {}
+    tags: set[str] = set()
+    for value, found in Journey.objects.order_by().values_list("status", "tags"):
+        by_status[value] = by_status.get(value, 0) + 1
+        if isinstance(found, list):
+            tags.update(t for t in found if isinstance(t, str))
+    statuses = [FilterLink("All", _url(list_query("", tag)), sum(by_status.values()), not status)] + [
+        FilterLink(label, _url(list_query(value, tag)), by_status.get(value, 0), value == status)
         for value, label in JourneyStatus.choices
     ]
-    return links
+    if not tags:
+        return statuses, []
+    tag_links = [FilterLink("Any tag", _url(list_query(status, "")), 0, not tag)] + [
+        FilterLink(name, _url(list_query(status, name)), 0, name == tag) for name in sorted(tags, key=str.casefold)
+    ]
+    return statuses, tag_links
 
 
 @require_capability(Capability.VIEW_JOURNEYS)
@@ -141,16 +164,22 @@ def status_links(status: str) -> list[FilterLink]:
 def journey_list(request: HtmxHttpRequest) -> HttpResponse:
     status = request.GET.get("status", "")
     status = status if status in JourneyStatus.values else ""
-    page = Paginator(list_journeys(status), LIST_PAGE_SIZE).get_page(request.GET.get("page"))
+    tag = request.GET.get("tag", "").strip()[:50]
+    page = Paginator(list_journeys(status, tag), LIST_PAGE_SIZE).get_page(request.GET.get("page"))
     journeys = list(page.object_list)
     counts = enrollment_counts([journey.pk for journey in journeys])
+    status_links, tag_links = filter_links(status, tag)
     context = {
         "page": page,
         "rows": [ListRow(journey, counts.get(journey.pk, Counts())) for journey in journeys],
         "status": status,
+        "tag": tag,
         "status_label": JourneyStatus(status).label if status else "",
-        "status_query": urlencode({"status": status}) if status else "",
-        "status_links": status_links(status),
+        "status_query": list_query(status, tag),
+        "status_links": status_links,
+        "tag_links": tag_links,
+        "can_edit": has_capability(request.user, Capability.EDIT_JOURNEYS),
+        "list_url": request.get_full_path(),
     }
     return _page_or_fragment(request, "journeys/list.html", "results", context)
 
@@ -187,7 +216,9 @@ def journey_totals(journey: Journey) -> Totals:
         entered=Count("id"),
         in_progress=Count("id", filter=~Q(state=EnrollmentState.EXITED)),
         converted=Count("id", filter=converted),
-        value=Sum("conversion_value"),
+        # The control group's purchases would have happened anyway: they are not the
+        # journey's value (the measurement page compares the two groups).
+        value=Sum("conversion_value", filter=Q(holdout=False)),
         control=Count("id", filter=Q(holdout=True)),
         control_converted=Count("id", filter=Q(holdout=True) & converted),
     )

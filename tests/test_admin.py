@@ -98,6 +98,9 @@ def everything(customer, make_api_key, admin_role_user):
     )
     enrol(journey, customer, trigger_key="api:1", context={}, now=now)
     run_due(now=now)
+    # A canvas edit of the live journey: a draft v2 and its undo history (GraphEdit).
+    from journeys.services import JourneyInput, do_update_journey
+    do_update_journey(journey, JourneyInput(graph=linear_graph(node("entry", "entry", trigger="api"))), admin_role_user)
     acquire("engine-tick", "smoke", now=now, ttl=datetime.timedelta(seconds=60))
     GovernorVerdict.objects.create(
         customer=customer, decision="defer", until=now, rule="min spacing", reason="30 min spacing", channel="sms",
@@ -153,7 +156,7 @@ def test_every_changelist_change_and_add_page_renders_for_the_admin_role(admin_c
     assert {m.__name__ for m in checked} == {
         "Customer", "ContactPoint", "Consent", "ConsentChange", "Event", "ProfileUpdate",
         "SuppressedIdentifier", "Segment", "Message", "MessageTransition", "ApiKey", "OutboxMessage", "ContentRuleSettings",
-        "Journey", "JourneyVersion", "Enrollment", "EnrollmentStep", "SchedulerLease",
+        "Journey", "JourneyVersion", "GraphEdit", "Enrollment", "EnrollmentStep", "SchedulerLease",
         "FrequencyRule", "GovernorSettings", "QuietHoursRule", "PolicyChange", "GovernorVerdict",
         "ProviderConfig", "ProviderEvent", "ChannelAffinity", "ActivityProfile", "PopulationModel", "IdempotentRequest",
     }

@@ -255,7 +255,7 @@ def test_empty_list_explains_journeys_come_from_the_api_for_now(marketer):
     assert "No journeys yet." in html
     assert "<code>POST /api/v1/journeys</code>" in html
     assert '<a class="btn" href="/api/docs/">Open the API reference</a>' in html
-    assert "The visual canvas arrives next." in html
+    assert "Name one above to open it on the canvas" in html
 
 
 def _list_queries(client) -> int:
@@ -334,6 +334,14 @@ def test_detail_shows_totals_across_versions(marketer, ran):
     totals = dict(re.findall(r'id="stat-([\w-]+)">\s*<span class="stat-label">[^<]*</span>\s*<span class="stat-value">([^<]*)</span>', html))
     assert totals == {"entered": "3", "in-progress": "1", "converted": "1", "value": "415"}
     assert "33.3% of entrants" in html
+
+
+def test_goal_value_leaves_out_the_control_groups_purchases(marketer, ran):
+    Enrollment.objects.filter(customer=ran["bob"]).update(holdout=True, converted_at=NOW, conversion_value=Decimal("100"))
+    html = marketer.get(reverse("journeys:detail", args=[ran["journey"].pk])).content.decode()
+    totals = dict(re.findall(r'id="stat-([\w-]+)">\s*<span class="stat-label">[^<]*</span>\s*<span class="stat-value">([^<]*)</span>', html))
+    assert totals["value"] == "415"  # Ann's 415; Bob's 100 was in the control group
+    assert "sum of revenue, control group left out" in html
 
 
 def test_detail_lists_steps_in_graph_order_with_summaries_and_exits(marketer, ran):

@@ -236,7 +236,8 @@ def test_profile_lists_the_customers_enrollments(marketer, ada, cart, django_cap
     assert '<span class="badge en-exited en-converted" title="Converted (goal reached)">Converted</span>' in section
     assert 'At <span title="bought">Ordered?</span>' in section
     assert 'Ended at <span title="bought">Ordered?</span>' in section
-    assert "just now</time> · 99.00</div>" in section
+    path = reverse("journeys:conversion_path", args=[cart.pk, enrollment.pk])
+    assert f'just now</time> · 99.00 · <a href="{path}">Path to conversion</a></div>' in section
     assert f'href="{reverse("journeys:enrollment", args=[cart.pk, enrollment.pk])}"' in section
 
 

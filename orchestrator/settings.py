@@ -70,6 +70,7 @@ INSTALLED_APPS = [
     "channels_app",
     "journeys",
     "orchestrator",
+    "orchestrator.dashboards",
 ]
 
 # Which server interface loaded these settings: orchestrator/wsgi.py sets "wsgi".
@@ -203,6 +204,7 @@ CHORUS_MESSAGE_LISTENERS = [
     "orchestrator.intelligence.hooks.on_messages_moved",  # the models follow the ledger
     # A journey message that failed for good tries the send node's next channel.
     "orchestrator.engine.fallback.on_messages_moved",
+    "orchestrator.dashboards.rollups.on_messages_moved",  # the cadence dashboard's counts
 ]
 # Called after commit with a message id when a receipt, a tracked open or click, or the
 # in-app inbox records an engagement: wakes journeys waiting on it.

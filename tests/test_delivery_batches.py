@@ -128,8 +128,10 @@ def test_deliver_many_records_each_message_once_in_the_outbox_and_marks_it_sent(
 # message sent with its own UPDATE, so only PostgreSQL pins the exact count. Then, once
 # per batch, the channel-affinity models learn of the sends (messages read, affinity rows
 # upserted in a savepoint, population priors) and the provider configs are read (one
-# query; cached for a few seconds after that).
-BATCH_QUERIES = 20
+# query; cached for a few seconds after that). The cadence dashboard's rollups follow
+# (orchestrator.dashboards.rollups: messages read, customers' advisory locks, mix INSERT,
+# the customers' counts read, histogram INSERT, customer-day upsert): six more.
+BATCH_QUERIES = 26
 
 
 @pytest.mark.parametrize("size", [5, 50])

@@ -128,8 +128,8 @@ def test_every_page_offers_a_logout_form_that_posts(client, make_user):
     ("role", "expected"),
     [
         (Role.MARKETER, ["Journeys", "Customers", "Segments"]),
-        (Role.MESSAGING, ["Journeys", "Customers", "Segments", "Dashboards"]),
-        (Role.ADMIN, ["Journeys", "Customers", "Segments", "Dashboards", "Admin"]),
+        (Role.MESSAGING, ["Journeys", "Customers", "Segments", "Dashboards", "Cadence"]),
+        (Role.ADMIN, ["Journeys", "Customers", "Segments", "Dashboards", "Cadence", "Admin"]),
     ],
 )
 def test_navigation_shows_what_the_role_may_open(client, make_user, role, expected):
@@ -160,7 +160,7 @@ def test_dashboards_points_at_the_overview_and_admin_at_the_admin_site(client, m
 def test_superuser_without_a_role_sees_everything_and_is_called_superuser(client, make_user):
     client.force_login(make_user(None, username="root", superuser=True))
     response = client.get(reverse("home"))
-    assert list(nav_of(response)) == ["Journeys", "Customers", "Segments", "Dashboards", "Admin"]
+    assert list(nav_of(response)) == ["Journeys", "Customers", "Segments", "Dashboards", "Cadence", "Admin"]
     assert '<span class="who-roles">Superuser</span>' in response.content.decode()
 
 

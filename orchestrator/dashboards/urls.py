@@ -1,4 +1,10 @@
 """URLs of the cadence dashboard, mounted at /dashboards/."""
 
+from django.urls import path
+
+from orchestrator.dashboards import views
+
 app_name = "dashboards"
-urlpatterns: list = []
+urlpatterns = [
+    path("cadence/", views.cadence, name="cadence"),
+]

@@ -28,6 +28,7 @@ from customers.models import (
     SuppressedIdentifier,
 )
 from customers.segments import do_save_segment
+from orchestrator.dashboards.rollups import do_rebuild_rollups
 from orchestrator.demo import generate_population
 from orchestrator.demo_journeys import seed_journeys
 from orchestrator.demo_writer import SeedSummary, seed_population
@@ -138,6 +139,7 @@ class Command(BaseCommand):
             summary = seed_population(population, seed=options["seed"], now=now, days=options["days"])
             seed_segments()
             journeys = seed_journeys()
+            do_rebuild_rollups()  # the history was COPYed around the ledger's listeners
         self.report(summary, now, time.monotonic() - started)
         if journeys:
             self.stdout.write(f"  journeys:    {', '.join(journeys)}")

@@ -2,7 +2,8 @@
 
 `check_content()` is the one entry point: it takes a channel, a category and the
 channel's content fields (see `templating.CHANNEL_FIELDS`) and returns the problems
-found, each with a severity. It is pure (no database, no settings), so the same call
+found, each with a severity. It is pure (no database; of the settings only the public
+URL, whose length is a short SMS link's: see sms_segments_as_sent), so the same call
 serves the three moments the rules apply: when a journey's draft is saved and when it is
 published (on the raw template text), and at send time (on the rendered text). On raw
 text, Liquid markup is counted as written for lengths and segments (`{{ first_name }}` is
@@ -32,6 +33,7 @@ from functools import lru_cache
 from html.parser import HTMLParser
 from typing import Any, Literal
 
+from channels_app.sms_text import as_sent
 from customers.enums import Category, Channel
 
 # --- SMS segments ------------------------------------------------------------------------
@@ -76,6 +78,12 @@ def sms_segments(text: str) -> SmsSegments:
     if units <= single:
         return SmsSegments(encoding, units, 1 if units else 0, single)
     return SmsSegments(encoding, units, _packed_parts(costs, multi), multi)
+
+
+def sms_segments_as_sent(body: str, category: str) -> SmsSegments:
+    """The segments of ``body`` as it will be sent: a marketing text's links shortened
+    (channels_app.sms_text), which is what the customer is billed for."""
+    return sms_segments(as_sent(body, category))
 
 
 def non_gsm_characters(text: str) -> list[str]:
@@ -314,9 +322,11 @@ def _check_sms(ctx: _Context) -> Iterator[ContentProblem]:
 def _sms_length(ctx: _Context, body: str) -> Iterator[ContentProblem]:
     limit = (ctx.rules.sms_max_segments_marketing if ctx.marketing
              else ctx.rules.sms_max_segments_transactional)
-    count = sms_segments(body)
+    sent = as_sent(body, ctx.category)
+    count = sms_segments(sent)
     if count.segments > limit:
-        yield ctx.error("body", f"{count.segments} segments ({_describe(body, count)}); "
+        shortened = ", links shortened as sent" if sent != body else ""
+        yield ctx.error("body", f"{count.segments} segments ({_describe(sent, count)}{shortened}); "
                                 f"{ctx.category} SMS may use at most {limit}{_as_written(body)}")
 
 

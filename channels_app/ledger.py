@@ -107,6 +107,7 @@ class QueueRequest:
     node_id: str = ""
     enrollment_id: int | None = None
     at: dt.datetime | None = None
+    detail: str = ""  # why it was queued, when that needs saying (a fallback): its first transition
 
 
 @dataclass(frozen=True)
@@ -177,7 +178,9 @@ def do_queue_message(request: QueueRequest) -> QueueResult:
         with transaction.atomic():
             message = _message_row(request, "", at=at)
             message.save(force_insert=True)
-            MessageTransition.objects.create(message=message, from_status="", to_status=S.QUEUED, at=at)
+            MessageTransition.objects.create(
+                message=message, from_status="", to_status=S.QUEUED, at=at, detail=request.detail[:500]
+            )
     except IntegrityError:
         existing = existing_message(request)
         if existing is None:  # not a duplicate key (e.g. a bad customer id)
@@ -199,9 +202,11 @@ def queue_many(entries: list[tuple[QueueRequest, str]]) -> list[Message]:
     messages = [_message_row(request, reason) for request, reason in entries]
     Message.objects.bulk_create(messages)
     transitions = []
-    for message, (_request, reason) in zip(messages, entries, strict=True):
+    for message, (request, reason) in zip(messages, entries, strict=True):
         at = message.queued_at
-        transitions.append(MessageTransition(message=message, from_status="", to_status=S.QUEUED, at=at))
+        transitions.append(
+            MessageTransition(message=message, from_status="", to_status=S.QUEUED, at=at, detail=request.detail[:500])
+        )
         if reason:
             transitions.append(
                 MessageTransition(message=message, from_status=S.QUEUED, to_status=S.SUPPRESSED, at=at, detail=reason[:500])

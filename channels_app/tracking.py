@@ -6,9 +6,10 @@ SMTP has no webhooks, so an email sent over SMTP reports its opens and clicks he
 A push notification's url goes through ``track_links`` (the same signed redirect) and
 its payload names a ``receipt_url`` for the service worker's receipts (push_receipts).
 A marketing SMS's links become ``short_links``: ``{PUBLIC_URL}/s/<message>-<n>-<sig>``,
-since every character counts towards the text's segments; the redirect reads the n-th
-URL from the message's content. The rewriting happens in the adapter, at send time, so
-the ledger keeps the content as rendered.
+since every character counts towards the text's segments (channels_app.sms_text, which
+the content rules count segments by); the redirect reads the n-th URL from the message's
+content. The rewriting happens in the adapter, at send time, so the ledger keeps the
+content as rendered.
 
 A click token carries the message's public id and the original URL, signed (a Signer
 with its own salt, no timestamp: old emails keep working): the redirect goes only to the
@@ -29,7 +30,6 @@ pixel) register as clicks and opens; providers' own tracking has the same blind 
 from __future__ import annotations
 
 import html as htmllib
-import itertools
 import logging
 import re
 from collections.abc import Callable
@@ -44,6 +44,7 @@ from django.utils.module_loading import import_string
 
 from channels_app.ledger import IllegalTransition, TransitionResult, do_transition_message
 from channels_app.models import Message, MessageStatus
+from channels_app.sms_text import TEXT_URL, TRAILING, short_signature, text_urls, trackable
 from customers.hooks import StoredEvents, events_stored
 from customers.models import Event
 
@@ -51,7 +52,6 @@ logger = logging.getLogger(__name__)
 
 CLICK_SALT = "chorus.tracking.click"
 OPEN_SALT = "chorus.tracking.open"
-SHORT_SALT = "chorus.tracking.short"
 RECEIPT_SALT = "chorus.tracking.push-receipt"
 EVENT_SOURCE = "chorus"
 # Dotted paths called with (message_id,) after an open or click commits. The engine's is
@@ -67,9 +67,6 @@ PIXEL_GIF = (
 )
 
 _HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
-_TEXT_URL = re.compile(r"""https?://[^\s<>"']+""", re.IGNORECASE)
-# Trailing punctuation ends a sentence, not a URL ("see https://x.example/a.").
-_TRAILING = ".,;:!?)]}"
 
 
 class BadToken(Exception):
@@ -92,7 +89,7 @@ def read_click(token: str) -> tuple[str, str]:
     """(message public id, URL) from a click token; BadToken unless signed by us, http(s)."""
     payload = _load(token, CLICK_SALT)
     url = payload.get("u")
-    if not isinstance(url, str) or not _trackable(url):
+    if not isinstance(url, str) or not trackable(url):
         raise BadToken("not an http(s) URL")
     return str(payload.get("m")), url
 
@@ -109,11 +106,6 @@ def _load(token: str, salt: str) -> dict:
     if not isinstance(payload, dict) or not payload.get("m"):
         raise BadToken("not a payload")
     return payload
-
-
-def _trackable(url: str) -> bool:
-    # Our own links (unsubscribe, already tracked) stay as they are.
-    return url.lower().startswith(("http://", "https://")) and not url.startswith(settings.PUBLIC_URL + "/")
 
 
 # --- Rewriting -----------------------------------------------------------------------------
@@ -133,7 +125,7 @@ def add_tracking(html: str, public_id: str, *, clicks: bool = True, opens: bool 
 def _rewrite_href(match: re.Match, public_id: str) -> str:
     prefix, quote, raw = match.groups()
     url = htmllib.unescape(raw).strip()
-    if not _trackable(url):
+    if not trackable(url):
         return match.group(0)
     return f"{prefix}{quote}{htmllib.escape(click_url(url, public_id))}{quote}"
 
@@ -146,70 +138,25 @@ def track_links(text: str, public_id: str) -> str:
     """
     def replace(match: re.Match) -> str:
         url = match.group(0)
-        kept = url.rstrip(_TRAILING)
+        kept = url.rstrip(TRAILING)
         tail = url[len(kept):]
-        return (click_url(kept, public_id) if _trackable(kept) else kept) + tail
+        return (click_url(kept, public_id) if trackable(kept) else kept) + tail
 
-    return _TEXT_URL.sub(replace, text)
-
-
-def short_links(text: str, message_id: int) -> str:
-    """An SMS body with every trackable URL replaced by a short tracked link (see short_url).
-
-    For the SMS adapter, at send time, for marketing texts: a long signed token would cost
-    the customer's text a segment or two; this one is ``{PUBLIC_URL}/s/<code>``, about 25
-    characters after the base URL whatever the original's length."""
-    positions = itertools.count()
-
-    def replace(match: re.Match) -> str:
-        url = match.group(0)
-        kept = url.rstrip(_TRAILING)
-        position = next(positions)
-        return (short_url(message_id, position) if _trackable(kept) else kept) + url[len(kept):]
-
-    return _TEXT_URL.sub(replace, text)
-
-
-def short_url(message_id: int, position: int) -> str:
-    """The message's ``position``-th URL (counting every URL in its body, from 0), as a
-    short signed link. Only the message and position are in it: the redirect reads the URL
-    from the message's content in the ledger, so the link stays short and no open redirect."""
-    code = f"{_base36(message_id)}-{_base36(position)}"
-    return f"{settings.PUBLIC_URL}/s/{code}-{_short_signature(code)}"
+    return TEXT_URL.sub(replace, text)
 
 
 def read_short(code: str) -> tuple[Message, str]:
     """(the message, the URL it links to) for a short link's code; BadToken otherwise."""
     parts = code.split("-", 2)  # the signature itself may contain "-"
-    if len(parts) != 3 or not signing.constant_time_compare(parts[2], _short_signature(f"{parts[0]}-{parts[1]}")):
+    if len(parts) != 3 or not signing.constant_time_compare(parts[2], short_signature(f"{parts[0]}-{parts[1]}")):
         raise BadToken("bad signature")
     message_part, position_part, _ = parts
     message = Message.objects.filter(pk=int(message_part, 36)).first()
     urls = text_urls(str((message.content or {}).get("body") or "")) if message else []
     position = int(position_part, 36)
-    if position >= len(urls) or not _trackable(urls[position]):
+    if position >= len(urls) or not trackable(urls[position]):
         raise BadToken("no such link")
     return message, urls[position]
-
-
-def text_urls(text: str) -> list[str]:
-    """The http(s) URLs in plain text, in order, without sentence punctuation."""
-    return [match.group(0).rstrip(_TRAILING) for match in _TEXT_URL.finditer(text)]
-
-
-def _short_signature(code: str) -> str:
-    # 10 characters of the HMAC (60 bits): unguessable online, and short.
-    return signing.Signer(salt=SHORT_SALT).signature(code)[:10]
-
-
-def _base36(number: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    out = ""
-    while True:
-        number, rest = divmod(number, 36)
-        out = digits[rest] + out
-        if not number:
-            return out
 
 
 # --- Push receipts ---------------------------------------------------------------------------

@@ -9,7 +9,7 @@ so the customer's timeline says why nothing arrived.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 
@@ -53,6 +53,9 @@ class SendRequest:
     priority: int = 5
     journey_tags: tuple[str, ...] = ()
     on_cap: str = "defer"
+    # Why this message is written, when not the obvious (a fallback after another failed):
+    # kept on its first transition, which the message's history shows.
+    detail: str = ""
 
 
 class OnCap(StrEnum):
@@ -116,6 +119,32 @@ def dispatch(request: SendRequest, *, deciding: Iterable[int] = ()) -> DispatchR
         return DispatchResult(Outcome.SUPPRESSED, message_id, decision.reason, exit=decision.exit)
     deliver_after_commit(message_id)
     return DispatchResult(Outcome.QUEUED, message_id, "")
+
+
+@dataclass(frozen=True)
+class FirstSend:
+    """What dispatch_first() did: the last dispatch, its channel, and why each channel
+    not used was refused (every one tried, when none was queued)."""
+
+    result: DispatchResult
+    channel: str
+    refusals: dict[str, str]
+
+
+def dispatch_first(requests: Iterable[SendRequest]) -> FirstSend:
+    """Each send in order until one is queued (or its key already had a message): an
+    ordered channel list. A refused one (suppressed or deferred) hands over to the next.
+    Must run inside a transaction; ``requests`` must not be empty."""
+    refusals: dict[str, str] = {}
+    last = None
+    for request in requests:
+        last = FirstSend(dispatch(request), request.channel, dict(refusals))
+        if last.result.outcome in (Outcome.QUEUED, Outcome.DUPLICATE):
+            return last
+        refusals[request.channel] = last.result.reason
+    if last is None:
+        raise ValueError("dispatch_first() needs at least one send")
+    return replace(last, refusals=refusals)
 
 
 def refuse(request: SendRequest, reason: str, *, rule: str) -> DispatchResult:
@@ -311,5 +340,6 @@ def _queue_request(request: SendRequest) -> QueueRequest:
         node_id=request.node_id,
         enrollment_id=request.enrollment_id,
         at=request.at,
+        detail=request.detail,
     )
 

@@ -53,7 +53,9 @@ def test_sends_a_rendered_transactional_sms_now(api_client, ada, django_capture_
     assert response.status_code == 201
     message = Message.objects.get()
     # The response is written as the transaction commits; delivery runs right after.
-    assert response.json() == {"id": str(message.public_id), "channel": "sms", "status": "queued", "refusals": {}}
+    assert response.json() == {
+        "id": str(message.public_id), "channel": "sms", "status": "queued", "refusals": {}, "fallbacks": [],
+    }
     assert message.status == "sent"
     assert (message.category, message.content) == ("transactional", {"body": "Order A-17 shipped, Ada"})
     assert OutboxMessage.objects.get().to == "+14155550100"
@@ -118,6 +120,15 @@ def test_a_repeated_idempotency_key_replays_the_first_response_and_sends_nothing
     assert again.headers["Idempotent-Replayed"] == "true"
     assert "Idempotent-Replayed" not in first.headers
     assert (Message.objects.count(), OutboxMessage.objects.count()) == (1, 1)
+
+
+def test_a_key_of_255_characters_is_accepted_and_replays(api_client, ada):
+    key = "k" * 255
+
+    first, again = post(api_client, ORDER, key=key), post(api_client, ORDER, key=key)
+
+    assert (first.status_code, again.status_code, Message.objects.count()) == (201, 200, 1)
+    assert len(Message.objects.get().idempotency_key) <= 255  # the key is hashed into the message's
 
 
 def test_the_same_key_with_another_body_is_409(api_client, ada):

@@ -19,6 +19,7 @@ from channels_app.content_rules import (
     SmsSegments,
     check_content,
     sms_segments,
+    sms_segments_as_sent,
 )
 from customers.enums import Channel
 
@@ -487,3 +488,39 @@ def test_rule_errors_names_every_bad_rule_at_once():
 
 def test_rule_names_are_the_rule_set_fields():
     assert content_rules.RULE_NAMES == tuple(f.name for f in dataclasses.fields(RuleSet))
+
+
+# --- SMS segments as sent: a marketing text's links are shortened ------------------------
+
+LONG_LINK_SMS = "Acme: 20% off at https://shop.example/spring/" + "a" * 150 + " Reply STOP to opt out"  # 217 characters
+
+
+@pytest.fixture
+def public_url(settings):
+    settings.PUBLIC_URL = "https://chorus.example"  # a short link is 22 + 23 = 45 characters
+
+
+def test_a_long_link_in_a_marketing_sms_counts_as_its_short_link(public_url):
+    assert sms_segments(LONG_LINK_SMS) == SmsSegments("GSM-7", 217, 2, 153)
+    # 17 + 45 + 22 characters once the link is shortened: one part.
+    assert sms_segments_as_sent(LONG_LINK_SMS, "marketing") == SmsSegments("GSM-7", 84, 1, 160)
+
+
+def test_a_transactional_sms_keeps_its_links_and_counts_them_whole(public_url):
+    assert sms_segments_as_sent(LONG_LINK_SMS, "transactional") == SmsSegments("GSM-7", 217, 2, 153)
+
+
+def test_links_to_chorus_itself_are_not_shortened_so_count_as_written(public_url):
+    body = "Acme: unsubscribe at https://chorus.example/u/" + "a" * 150 + " Reply STOP to opt out"
+
+    assert sms_segments_as_sent(body, "marketing") == sms_segments(body)
+
+
+def test_the_segment_limit_applies_to_the_marketing_text_as_sent(public_url):
+    fits = "a" * 300 + " https://shop.example/" + "b" * 200 + " Reply STOP to opt out"  # 4 parts as written
+    over = "a" * 440 + " https://shop.example/" + "b" * 200 + " Reply STOP to opt out"
+
+    assert problems("sms", "marketing", {"body": fits}) == []  # 368 characters as sent: 3 parts
+    assert problems("sms", "marketing", {"body": over}) == [
+        "sms.body: 4 segments (GSM-7, 508 characters, links shortened as sent); marketing SMS may use at most 3"
+    ]

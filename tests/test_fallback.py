@@ -3,7 +3,8 @@
 End to end against local peers: a Web Push service that answers 410 (the subscription is
 gone), Twilio's Messages API, both configured as provider accounts. The journey engine
 queues the push and moves on; the delivery worker's push fails; the SMS peer receives the
-fallback, once, whatever the worker does twice.
+fallback, once, whatever the worker does twice. A message sent by POST /api/v1/messages
+with an ordered channel list falls back the same way.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ from channels_app.models import Message, ProviderConfig
 from channels_app.providers import forget_provider_configs
 from channels_app.providers.webpush import vapid_public_key
 from customers.consent import do_set_consent
+from customers.hooks import MessageMove
 from customers.models import ContactPoint, Customer
 from journeys.models import Journey
+from orchestrator.api.idempotency import IdempotentRequest
 from orchestrator.engine.control import trigger
-from orchestrator.engine.fallback import fall_back, retry_fallback
+from orchestrator.engine.fallback import fall_back, on_messages_moved, retry_fallback
 from orchestrator.engine.models import Enrollment, EnrollmentStep
 from orchestrator.governor.loading import forget_policy
 from orchestrator.governor.models import FrequencyRule, GovernorSettings, QuietHoursRule
@@ -124,6 +127,8 @@ def test_a_push_the_service_says_is_gone_falls_back_to_sms(ada, push_service, tw
     assert fallback_steps(enrollment) == [
         ("sent", "push failed permanently (push subscription gone (410 Gone); disabled) → sms"),
     ]
+    # The message's own history says why it was written.
+    assert sms.transitions.order_by("pk").first().detail == fallback_steps(enrollment)[0][1]
     assert not Message.objects.filter(customer=ada, channel="email").exists()
 
 
@@ -258,3 +263,90 @@ def test_a_best_channel_send_falls_back_by_the_same_choice_among_the_channels_le
         ("push", "failed"), ("sms", "sent")]
     assert [o for o, _ in fallback_steps(enrollment)] == ["sent"]
     assert len(texts(twilio_api)) == 1
+
+
+# --- Sends by the API (POST /api/v1/messages with an ordered channel list) ---------------
+
+ORDER = {
+    "customer": "ada", "channels": ["push", "sms", "email"], "category": "transactional",
+    "content": {
+        "push": {"title": "Order A-17", "body": "Your order shipped, {{ customer.first_name }}."},
+        "sms": {"body": "Acme: order A-17 shipped, {{ customer.first_name }}."},
+        "email": {"subject": "Order A-17 shipped", "body": "It is on its way."},
+    },
+}
+
+
+def post_order(api_client, key: str | None, body: dict = ORDER):
+    headers = {"HTTP_IDEMPOTENCY_KEY": key} if key else {}
+    return api_client.post("/api/v1/messages", body, format="json", **headers)
+
+
+@pytest.mark.parametrize("key", ["order-A-17", None])
+def test_an_api_send_whose_push_is_gone_falls_back_to_sms_once(
+    api_client, ada, twilio_api, key, django_capture_on_commit_callbacks
+):
+    with time_machine.travel(T0, tick=False):
+        with django_capture_on_commit_callbacks(execute=True):  # the push is delivered after commit: 410
+            response = post_order(api_client, key)
+        push = Message.objects.get(customer=ada, channel="push")
+        # The failure handled again: a second worker, a replayed receipt.
+        assert fall_back(push.pk) is None
+        with django_capture_on_commit_callbacks(execute=True):
+            on_messages_moved([MessageMove(push.pk, "sending", "failed", T0)])
+
+    assert response.status_code == 201
+    assert (response.json()["channel"], response.json()["refusals"]) == ("push", {})
+    (text,) = texts(twilio_api)
+    assert (text["To"], text["Body"]) == ("+14155550199", "Acme: order A-17 shipped, Ada.")
+    sms = Message.objects.get(customer=ada, channel="sms")
+    assert list(Message.objects.filter(customer=ada).order_by("pk").values_list("channel", "status")) == [
+        ("push", "failed"), ("sms", "sent")]
+    reason = "push subscription gone (410 Gone); disabled"
+    assert sms.transitions.order_by("pk").first().detail == f"push failed permanently ({reason}) → sms"
+    assert IdempotentRequest.objects.get().fallbacks == [{
+        "failed": {"id": str(push.public_id), "channel": "push", "reason": reason},
+        "id": str(sms.public_id), "channel": "sms", "status": "queued", "refusals": {}, "at": T0.isoformat(),
+    }]
+
+
+def test_a_replay_and_the_customers_message_history_show_the_fallback(api_client, ada, django_capture_on_commit_callbacks):
+    with time_machine.travel(T0, tick=False):
+        with django_capture_on_commit_callbacks(execute=True):
+            first = post_order(api_client, "order-A-17")
+        again = post_order(api_client, "order-A-17")
+        history = api_client.get("/api/v1/customers/ada/messages").json()
+
+    push, sms = Message.objects.filter(customer=ada).order_by("pk")
+    assert again.status_code == 200
+    assert again.json() == {
+        "id": str(push.public_id), "channel": "push", "status": "queued", "refusals": {},
+        "fallbacks": [{
+            "failed": {"id": str(push.public_id), "channel": "push", "reason": "push subscription gone (410 Gone); disabled"},
+            "id": str(sms.public_id), "channel": "sms", "status": "queued", "refusals": {}, "at": T0.isoformat(),
+        }],
+    }
+    assert first.json()["fallbacks"] == []  # in this test, delivery runs after the response
+    shown = {m["id"]: m for m in history["results"]}[str(sms.public_id)]
+    assert shown["transitions"][0]["detail"] == "push failed permanently (push subscription gone (410 Gone); disabled) → sms"
+
+
+def test_an_api_fallback_skips_a_channel_the_customer_cannot_get(api_client, ada, twilio_api, django_capture_on_commit_callbacks):
+    Customer.objects.filter(pk=ada.pk).update(phone="")
+    with time_machine.travel(T0, tick=False), django_capture_on_commit_callbacks(execute=True):
+        post_order(api_client, "order-A-17")
+
+    assert texts(twilio_api) == []
+    assert list(Message.objects.filter(customer=ada).order_by("pk").values_list("channel", "status")) == [
+        ("push", "failed"), ("sms", "suppressed"), ("email", "sent")]
+    (entry,) = IdempotentRequest.objects.get().fallbacks
+    assert (entry["channel"], list(entry["refusals"])) == ("email", ["sms"])
+
+
+def test_an_api_send_on_one_channel_has_nothing_to_fall_back_to(api_client, ada, twilio_api, django_capture_on_commit_callbacks):
+    body = {**ORDER, "channels": ["push"]}
+    with time_machine.travel(T0, tick=False), django_capture_on_commit_callbacks(execute=True):
+        post_order(api_client, "order-A-17", body)
+
+    assert list(Message.objects.filter(customer=ada).values_list("channel", "status")) == [("push", "failed")]
+    assert (texts(twilio_api), IdempotentRequest.objects.get().fallbacks) == ([], [])

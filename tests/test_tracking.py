@@ -10,7 +10,8 @@ from django.core import signing
 from django.test import Client
 from django.utils import timezone
 
-from channels_app import tracking
+from channels_app import sms_text, tracking
+from channels_app.content_rules import sms_segments, sms_segments_as_sent
 from channels_app.ledger import QueueRequest, do_queue_message, do_transition_message
 from channels_app.models import Message, MessageStatus
 from customers.models import Customer, Event
@@ -256,32 +257,54 @@ def text(db) -> Message:
 
 
 def test_short_links_replace_each_url_by_a_short_signed_link(text):
-    body = tracking.short_links(text.content["body"], text.pk)
+    body = sms_text.short_links(text.content["body"], text.pk)
 
-    first, second = tracking.short_url(text.pk, 0), tracking.short_url(text.pk, 1)
+    first, second = sms_text.short_url(text.pk, 0), sms_text.short_url(text.pk, 1)
     assert body == f"Acme: 20% off at {first}. Terms: {second} Reply STOP to opt out"
-    # The public URL and 19 characters, whatever the original's length (a segment is 160).
-    assert first.startswith(f"{PUBLIC}/s/") and len(first) == len(PUBLIC) + len("/s/8-0-") + 10 + len(tracking._base36(text.pk)) - 1
+    # The public URL and 22 characters, whatever the original's length or the message's id.
+    code = sms_text.base36(text.pk).rjust(7, "0")
+    assert first.startswith(f"{PUBLIC}/s/{code}-0-") and len(first) == len(PUBLIC) + len("/s/0000000-0-") + 10
+    assert len(sms_text.short_url(36**7 - 1, 0)) == len(first) == sms_text.short_link_length()
+
+
+def test_the_text_counted_by_the_content_rules_is_as_long_as_the_text_sent(text):
+    long = "Acme: 20% off at https://shop.example/spring/" + "a" * 150 + " Reply STOP to opt out"
+
+    sent = sms_text.short_links(long, text.pk)
+
+    short = len(PUBLIC) + len("/s/0000000-0-") + 10
+    assert len(sent) == len(sms_text.as_sent(long, "marketing")) == len("Acme: 20% off at ") + short + len(" Reply STOP to opt out")
+    assert (sms_segments(long).segments, sms_segments_as_sent(long, "marketing"), sms_segments(sent).segments) == (
+        2, sms_segments(sent), 1)
 
 
 def test_a_short_link_records_the_click_and_redirects_to_the_url_in_the_ledger(client, text, listener, django_capture_on_commit_callbacks):
     with time_machine.travel(T0 + dt.timedelta(hours=1), tick=False), django_capture_on_commit_callbacks(execute=True):
-        response = client.get(path_of(tracking.short_url(text.pk, 0)))
+        response = client.get(path_of(sms_text.short_url(text.pk, 0)))
 
     assert (response.status_code, response["Location"]) == (302, "https://shop.example/sale/spring-collection?utm_source=sms")
     clicked = T0 + dt.timedelta(hours=1)
     assert state(text) == (MessageStatus.CLICKED, clicked, clicked)
     assert events() == [("message_clicked", f"{text.public_id}:clicked")]
     assert ENGAGEMENTS == [text.pk]
-    assert client.get(path_of(tracking.short_url(text.pk, 1)))["Location"] == "https://shop.example/t"
+    assert client.get(path_of(sms_text.short_url(text.pk, 1)))["Location"] == "https://shop.example/t"
     assert events() == [("message_clicked", f"{text.public_id}:clicked")]  # once per message
 
 
+def test_a_short_link_sent_before_ids_were_padded_still_redirects(client, text):
+    code = f"{sms_text.base36(text.pk)}-1"  # as links were made before: the id unpadded
+
+    response = client.get(f"/s/{code}-{sms_text.short_signature(code)}")
+
+    assert (response.status_code, response["Location"]) == (302, "https://shop.example/t")
+
+
 def test_a_forged_or_out_of_range_short_link_is_refused_and_changes_nothing(client, text):
-    genuine = path_of(tracking.short_url(text.pk, 0))
+    genuine = path_of(sms_text.short_url(text.pk, 0))
     forged = genuine[:-1] + ("A" if genuine[-1] != "A" else "B")
-    other_message = genuine.replace(f"/s/{tracking._base36(text.pk)}-", f"/s/{tracking._base36(text.pk + 1)}-")
-    for path in (forged, other_message, path_of(tracking.short_url(text.pk, 2)), "/s/garbage"):
+    code = sms_text.base36(text.pk).rjust(7, "0")
+    other_message = genuine.replace(f"/s/{code}-", f"/s/{sms_text.base36(text.pk + 1).rjust(7, '0')}-")
+    for path in (forged, other_message, path_of(sms_text.short_url(text.pk, 2)), "/s/garbage"):
         response = client.get(path)
         assert (response.status_code, response.content) == (400, b"This link is not valid."), path
     assert state(text) == (MessageStatus.SENT, None, None)

@@ -14,7 +14,7 @@ import pytest
 from channels_app.ledger import QueueRequest, do_queue_message
 from channels_app.providers import PROVIDERS, Delivery, ProviderConfigValues, ProviderError
 from channels_app.providers.twilio import DEFAULT_MARKETING_VALIDITY_SECONDS, TwilioProvider
-from channels_app.tracking import short_url
+from channels_app.sms_text import short_url
 from customers.enums import Category, Channel, ConsentStatus
 from customers.models import Consent, Customer
 

@@ -6,7 +6,7 @@ Every message asks Twilio to report its fate to ``{PUBLIC_URL}/webhooks/twilio/s
 that sat in Twilio's queue for hours is dropped instead of arriving stale at night.
 Transactional texts (a one-time code, a receipt) keep Twilio's own default unless the
 account sets one for them too. Links in marketing texts become short click-tracking links
-(channels_app.tracking.short_links) unless the account's ``track_clicks`` is off; a
+(channels_app.sms_text.short_links) unless the account's ``track_clicks`` is off; a
 transactional text's links (a password reset) go out as written.
 
 Failures: a 4xx answer is permanent (21211 invalid number, 21610 the recipient replied
@@ -29,7 +29,7 @@ from urllib3.exceptions import NewConnectionError
 
 from channels_app.providers.base import Delivery, Provider, ProviderError, SendResult
 from channels_app.providers.fields import ProviderField
-from channels_app.tracking import short_links
+from channels_app.sms_text import short_links
 from customers.enums import Category
 
 Field = ProviderField

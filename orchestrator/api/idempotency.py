@@ -4,6 +4,11 @@ The row is inserted before the work, inside the same transaction: a concurrent r
 with the same key waits on the unique index until the first commits, then fails its
 insert and replays the stored response; if the first rolled back, the second goes ahead.
 The request's hash is kept so the same key with a different body is refused (409).
+
+A send request also keeps what its asynchronous fallback needs (orchestrator.engine.fallback):
+``send_key``, the prefix of its messages' idempotency keys (``<send_key>:<channel>``), by
+which a failed message finds its request; ``send``, its ordered channels with their
+rendered content; and ``fallbacks``, what each fallback did, which replays return.
 """
 
 from __future__ import annotations
@@ -24,6 +29,10 @@ class IdempotentRequest(models.Model):
     response_status = models.PositiveSmallIntegerField(default=0)
     response_body = models.JSONField(default=dict)
     created_at = models.DateTimeField(default=timezone.now)
+    send_key = models.CharField(max_length=255, blank=True, db_index=True)
+    # {"customer_id", "category", "template_name", "channels": [[channel, rendered content], …]}
+    send = models.JSONField(default=dict)
+    fallbacks = models.JSONField(default=list)
 
     class Meta:
         app_label = "orchestrator"

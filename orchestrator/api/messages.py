@@ -4,7 +4,10 @@ The same path as a journey's send node: rendered with the customer's template co
 then ``dispatch()`` (consent, address, frequency governor, ledger) inside one
 transaction, delivered after commit (retries, failover: channels_app.retries). With
 ``channels`` (an ordered fallback list) a channel that refuses (no consent, no address,
-held by the governor) hands over to the next; every refusal is reported by channel.
+held by the governor) hands over to the next; every refusal is reported by channel. A
+message that later fails for good (a push subscription gone, an invalid number) hands over
+to the channels after it too, once (orchestrator.engine.fallback); `fallbacks` lists each
+such hand-over, in this response and its replays.
 
 An ``Idempotency-Key`` header makes retries safe: the same key and body replay the first
 response (200, ``Idempotent-Replayed: true``) and send nothing; the same key with another
@@ -14,6 +17,7 @@ body is a 409. Access: scope ``manage`` (API key) or ``journeys.edit`` (signed-i
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from django.db import IntegrityError, transaction
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -31,7 +35,7 @@ from customers.models import Customer
 from orchestrator.api.idempotency import IdempotentRequest, request_hash
 from orchestrator.api_errors import error_response
 from orchestrator.api_keys import api_access
-from orchestrator.dispatch import Outcome, SendRequest, dispatch
+from orchestrator.dispatch import FirstSend, SendRequest, dispatch_first
 from orchestrator.models import ApiKey, ApiScope
 from orchestrator.roles import Capability
 from orchestrator.schema import EnumChoiceField
@@ -65,11 +69,21 @@ class SendMessageSerializer(serializers.Serializer):
         return attrs
 
 
+class FallbackSerializer(serializers.Serializer):
+    failed = serializers.DictField(help_text="The message that failed: its id, channel and the reason.")
+    id = serializers.UUIDField(allow_null=True, help_text="The message sent instead; null when none was written.")
+    channel = serializers.CharField()
+    status = serializers.CharField(help_text="Its status when it was written: queued, suppressed or deferred.")
+    refusals = serializers.DictField(child=serializers.CharField())
+    at = serializers.DateTimeField()
+
+
 class SentMessageSerializer(serializers.Serializer):
     id = serializers.UUIDField(allow_null=True, help_text="The message's public id; null when none was written.")
     channel = serializers.CharField(allow_null=True)
     status = serializers.CharField(help_text="queued, sent, suppressed, deferred, failed, unknown…")
     refusals = serializers.DictField(child=serializers.CharField(), help_text="Why each channel tried before was not used.")
+    fallbacks = FallbackSerializer(many=True, help_text="Each time a message failed for good and the next channel was tried.")
 
 
 @extend_schema(
@@ -108,9 +122,10 @@ def send_message(request: Request) -> Response:
     key = request.headers.get("Idempotency-Key", "").strip()
     if len(key) > 255:
         raise ValidationError({"Idempotency-Key": ["At most 255 characters."]})
-    if not key:
-        return _send(customer, body, rendered, f"api:{uuid.uuid4().hex}")
-    return _send_once(request, customer, body, rendered, key)
+    owner = f"key:{request.auth.pk}" if isinstance(request.auth, ApiKey) else f"user:{request.user.pk}"
+    if not key:  # a request record all the same: its asynchronous fallback needs one
+        return _send(IdempotentRequest(owner=owner, endpoint=ENDPOINT, key=f"auto:{uuid.uuid4().hex}"), customer, body, rendered)
+    return _send_once(request, owner, customer, body, rendered, key)
 
 
 def _rendered(customer: Customer, body: dict) -> dict[str, dict]:
@@ -126,22 +141,13 @@ def _rendered(customer: Customer, body: dict) -> dict[str, dict]:
     return rendered
 
 
-def _send_once(request: Request, customer: Customer, body: dict, rendered: dict, key: str) -> Response:
-    owner = f"key:{request.auth.pk}" if isinstance(request.auth, ApiKey) else f"user:{request.user.pk}"
+def _send_once(request: Request, owner: str, customer: Customer, body: dict, rendered: dict, key: str) -> Response:
     fingerprint = request_hash(request.data)
+    record = IdempotentRequest(owner=owner, endpoint=ENDPOINT, key=key, request_hash=fingerprint)
     try:
-        with transaction.atomic():
-            record = IdempotentRequest.objects.create(owner=owner, endpoint=ENDPOINT, key=key, request_hash=fingerprint)
-            sent = _dispatch_in_order(customer, body, rendered, f"api:{owner}:{key}")
-            # Stored before commit, so a replay in the moment before the update below has it.
-            record.response_status, record.response_body = status.HTTP_201_CREATED, _representation(*sent)
-            record.save(update_fields=["response_status", "response_body"])
+        return _send(record, customer, body, rendered)
     except IntegrityError:  # the key was used before (or concurrently, and that one committed)
         return _replay(IdempotentRequest.objects.get(owner=owner, endpoint=ENDPOINT, key=key), fingerprint)
-    # After commit the delivery has run: keep the response the caller sees, for replays.
-    data = _representation(*sent)
-    IdempotentRequest.objects.filter(pk=record.pk).update(response_body=data)
-    return Response(data, status=status.HTTP_201_CREATED)
 
 
 def _replay(record: IdempotentRequest, fingerprint: str) -> Response:
@@ -151,33 +157,64 @@ def _replay(record: IdempotentRequest, fingerprint: str) -> Response:
             [{"field": "Idempotency-Key", "reason": "already used with a different body"}],
             http_status=status.HTTP_409_CONFLICT,
         )
-    return Response(record.response_body, status=status.HTTP_200_OK, headers={REPLAYED_HEADER: "true"})
+    return Response(_with_fallbacks(record), status=status.HTTP_200_OK, headers={REPLAYED_HEADER: "true"})
 
 
-def _send(customer: Customer, body: dict, rendered: dict, key: str) -> Response:
+def _send(record: IdempotentRequest, customer: Customer, body: dict, rendered: dict) -> Response:
+    """The request's record is inserted first, in the same transaction as the sends: a
+    concurrent request with its key waits on the unique index, then replays."""
+    record.send_key = send_key(record.owner, record.key)
+    record.send = {
+        "customer_id": customer.pk, "category": body["category"], "template_name": body["template_name"],
+        "channels": [[channel, rendered[channel]] for channel in body["channels"]],
+    }
     with transaction.atomic():
-        sent = _dispatch_in_order(customer, body, rendered, key)
-    return Response(_representation(*sent), status=status.HTTP_201_CREATED)  # after commit: delivery ran
+        record.save(force_insert=True)
+        first = dispatch_first(send_requests(record))
+        # Stored before commit, so a replay in the moment before the update below has it.
+        record.response_status, record.response_body = status.HTTP_201_CREATED, _representation(first)
+        record.save(update_fields=["response_status", "response_body"])
+    # After commit the delivery has run (and any fallback it caused): keep the response
+    # the caller sees, for replays.
+    data = _representation(first)
+    IdempotentRequest.objects.filter(pk=record.pk).update(response_body=data)
+    record.refresh_from_db(fields=["fallbacks"])
+    return Response({**data, "fallbacks": record.fallbacks}, status=status.HTTP_201_CREATED)
 
 
-def _dispatch_in_order(customer: Customer, body: dict, rendered: dict, key: str) -> tuple:
-    """Each channel in order until one queues; (message id, channel, outcome, refusals)."""
-    refusals: dict[str, str] = {}
-    message_id, channel, outcome = None, None, Outcome.SUPPRESSED
-    for channel in body["channels"]:
-        result = dispatch(SendRequest(
-            customer_id=customer.pk, channel=channel, category=body["category"], content=rendered[channel],
-            idempotency_key=f"{key}:{channel}", template_name=body["template_name"], on_cap="skip",
-        ))
-        message_id, outcome = result.message_id, result.outcome
-        if outcome in (Outcome.QUEUED, Outcome.DUPLICATE):
-            break
-        refusals[channel] = result.reason
-    return message_id, channel, outcome, refusals
+def send_key(owner: str, key: str) -> str:
+    """The prefix of the request's messages' keys, ``<prefix>:<channel>``; a long key is
+    hashed, so the message key stays within its 255 characters."""
+    prefix = f"api:{owner}:{key}"
+    return prefix if len(prefix) <= 200 else f"api:{owner}:sha256:{request_hash(key)}"
 
 
-def _representation(message_id: int | None, channel: str | None, outcome: Outcome, refusals: dict) -> dict:
-    message = Message.objects.filter(pk=message_id).values("public_id", "status").first() if message_id else None
+def send_requests(record: IdempotentRequest, *, after: str = "", at: datetime | None = None) -> list[SendRequest]:
+    """The request's sends, one per channel in its order (only those after channel
+    ``after`` when given), each under the key ``<send_key>:<channel>``."""
+    send = record.send
+    channels = send["channels"]
+    if after:
+        channels = channels[[channel for channel, _ in channels].index(after) + 1:]
+    return [
+        SendRequest(
+            customer_id=send["customer_id"], channel=channel, category=send["category"], content=content,
+            idempotency_key=f"{record.send_key}:{channel}", template_name=send["template_name"], on_cap="skip",
+            at=at,
+        )
+        for channel, content in channels
+    ]
+
+
+def _with_fallbacks(record: IdempotentRequest) -> dict:
+    return {**record.response_body, "fallbacks": record.fallbacks}
+
+
+def _representation(first: FirstSend) -> dict:
+    """The first result: the message that was queued (or the last refused), and why each
+    channel before it was not used."""
+    result, refusals = first.result, first.refusals
+    message = Message.objects.filter(pk=result.message_id).values("public_id", "status").first() if result.message_id else None
     if message is None:  # deferred: nothing was written
-        return {"id": None, "channel": channel, "status": MessageStatus.DEFERRED.value, "refusals": refusals}
-    return {"id": str(message["public_id"]), "channel": channel, "status": message["status"], "refusals": refusals}
+        return {"id": None, "channel": first.channel, "status": MessageStatus.DEFERRED.value, "refusals": refusals}
+    return {"id": str(message["public_id"]), "channel": first.channel, "status": message["status"], "refusals": refusals}

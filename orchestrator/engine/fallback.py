@@ -25,6 +25,15 @@ are on the timeline. The send goes through
 ``dispatch()``, so consent and the governor apply; a deferral (quiet hours) is tried again
 at the governor's time by a one-off django-q2 schedule. Each fallback is a step-log row of
 the send node ("push failed permanently (…) → sms"), which the customer's timeline shows.
+
+A message sent by ``POST /api/v1/messages`` with an ordered channel list falls back by the
+same rule, from the same listener: its key ``<send_key>:<channel>`` names the request
+(``IdempotentRequest.send_key``), which keeps the channels in order with their rendered
+content. The channels after the failed one are dispatched as the request itself did (the
+first that is not refused is used), under the request's own keys, so at most once; the
+request's row is locked meanwhile and its ``fallbacks`` record each hand-over (the API's
+response and replays show them), and the new message's first transition says why it was
+written (the customer's message history shows it).
 """
 
 from __future__ import annotations
@@ -44,7 +53,16 @@ from customers.hooks import MessageMove
 from journeys.graph import nodes_by_id
 from journeys.models import JourneyStatus
 from journeys.nodes import BEST_CHANNEL, NodeKind, send_channels
-from orchestrator.dispatch import DispatchResult, Outcome, dispatch, refuse
+from orchestrator.api.idempotency import IdempotentRequest
+from orchestrator.api.messages import ENDPOINT, send_requests
+from orchestrator.dispatch import (
+    DispatchResult,
+    FirstSend,
+    Outcome,
+    dispatch,
+    dispatch_first,
+    refuse,
+)
 from orchestrator.engine import steps
 from orchestrator.engine.models import Enrollment, EnrollmentStep, ExitReason, StepOutcome
 from orchestrator.engine.steps import (
@@ -61,6 +79,7 @@ logger = logging.getLogger(__name__)
 # The key the engine gives a send (steps.send_request), optionally suffixed by a channel.
 STEP_KEY = re.compile(r"^(enrollment:\d+:step:\d+)(?::[a-z_]+)?$")
 RETRY_FUNC = "orchestrator.engine.fallback.retry_fallback"
+API_PREFIX = "api:"  # the keys of messages sent by POST /api/v1/messages (api.messages.send_key)
 STEP_OUTCOMES = {Outcome.QUEUED: StepOutcome.SENT, Outcome.SUPPRESSED: StepOutcome.SUPPRESSED,
                  Outcome.DEFERRED: StepOutcome.DEFERRED}
 
@@ -89,6 +108,8 @@ def fall_back(message_id: int, *, now: datetime | None = None) -> DispatchResult
     Must run inside a transaction (dispatch's rule)."""
     now = now or timezone.now()
     failed = Message.objects.filter(pk=message_id, status=MessageStatus.FAILED).first()
+    if failed is not None and failed.enrollment_id is None and failed.idempotency_key.startswith(API_PREFIX):
+        return _fall_back_api(failed, now)
     match = STEP_KEY.match(failed.idempotency_key) if failed and failed.enrollment_id else None
     if match is None:
         return None
@@ -107,7 +128,7 @@ def fall_back(message_id: int, *, now: datetime | None = None) -> DispatchResult
         return None
     visit = Visit(enrollment=enrollment, node=node, customer=enrollment.customer, journey=enrollment.journey, now=now)
     channel = _next_channel(visit, remaining, failed)
-    result = _dispatch(visit, channel, f"{step_key}:{channel}")
+    result = _dispatch(visit, channel, f"{step_key}:{channel}", detail=_detail(failed, channel))
     _log(visit, failed, channel, result)
     return result
 
@@ -144,12 +165,12 @@ def _next_channel(visit: Visit, remaining: list[str], failed: Message) -> str:
     return pick_channel(visit.customer, config, visit.journey, now=visit.now, governor=governor, rng=rng).channel
 
 
-def _dispatch(visit: Visit, channel: str, key: str) -> DispatchResult:
+def _dispatch(visit: Visit, channel: str, key: str, *, detail: str = "") -> DispatchResult:
     try:
         content = render_content(channel, visit.config["content"].get(channel, {}), visit_template_context(visit))
     except TemplateError as error:
         return DispatchResult(Outcome.SUPPRESSED, None, f"template: {error.reason}")
-    request = replace(send_request(visit, channel, content), idempotency_key=key)
+    request = replace(send_request(visit, channel, content), idempotency_key=key, detail=detail)
     refusal = steps.content_refusal(channel, visit.journey.category, content)
     result = refuse(request, refusal, rule=CONTENT_RULE) if refusal else dispatch(request)
     if result.outcome == Outcome.DEFERRED and result.until is not None:
@@ -178,10 +199,18 @@ def retry_fallback(enrollment_id: int, key: str) -> str:
     return result.outcome if result else "nothing to do"
 
 
+def _detail(failed: Message, channel: str) -> str:
+    """Why a fallback was written: "push failed permanently (410 Gone; disabled) → sms"."""
+    return f"{failed.channel} failed permanently ({_why(failed)}) → {channel}"
+
+
+def _why(failed: Message) -> str:
+    return (failed.error or failed.last_error or "no reason recorded")[:200]
+
+
 def _log(visit: Visit, failed: Message, channel: str, result: DispatchResult) -> None:
     """The step log (and so the timeline) says why a second message left this node."""
-    why = (failed.error or failed.last_error or "no reason recorded")[:200]
-    detail = f"{failed.channel} failed permanently ({why}) → {channel}"
+    detail = _detail(failed, channel)
     if result.outcome != Outcome.QUEUED:
         detail += f": {result.outcome} ({result.reason})" if result.reason else f": {result.outcome}"
     if result.outcome == Outcome.DUPLICATE:
@@ -193,3 +222,42 @@ def _log(visit: Visit, failed: Message, channel: str, result: DispatchResult) ->
     )
     if result.outcome == Outcome.QUEUED:  # an engagement wait on the failed message waits on this one
         Enrollment.objects.filter(pk=visit.enrollment.pk, wait_message_id=failed.pk).update(wait_message_id=result.message_id)
+
+
+# --- Sends by the API ------------------------------------------------------------------
+
+
+def _fall_back_api(failed: Message, now: datetime) -> DispatchResult | None:
+    """The channels after the failed one in the API request's order, the first that is not
+    refused used; None when there is none, or this failure fell back already."""
+    prefix, _ = failed.idempotency_key.rsplit(":", 1)
+    # Locked: two workers handling this failure at once wait here, and the second finds
+    # the first's record.
+    record = IdempotentRequest.objects.select_for_update().filter(send_key=prefix, endpoint=ENDPOINT).first()
+    if record is None or not record.send or _fell_back(record, failed):
+        return None
+    if failed.channel not in [channel for channel, _ in record.send["channels"]]:
+        return None
+    requests = [replace(r, detail=_detail(failed, r.channel)) for r in send_requests(record, after=failed.channel, at=now)]
+    if not requests:
+        return None
+    first = dispatch_first(requests)
+    record.fallbacks.append(_fallback_entry(failed, _why(failed), first, now))
+    record.save(update_fields=["fallbacks"])
+    return first.result
+
+
+def _fell_back(record: IdempotentRequest, failed: Message) -> bool:
+    return any(entry["failed"]["id"] == str(failed.public_id) for entry in record.fallbacks)
+
+
+def _fallback_entry(failed: Message, why: str, first: FirstSend, now: datetime) -> dict:
+    message = Message.objects.filter(pk=first.result.message_id).values("public_id", "status").first()
+    return {
+        "failed": {"id": str(failed.public_id), "channel": failed.channel, "reason": why},
+        "id": str(message["public_id"]) if message else None,
+        "channel": first.channel,
+        "status": message["status"] if message else MessageStatus.DEFERRED.value,
+        "refusals": first.refusals,
+        "at": now.isoformat(),
+    }

@@ -93,6 +93,17 @@ class Message(models.Model):
             models.Index(
                 fields=["next_attempt_at"], name="message_retry_due_idx", condition=models.Q(status="queued")
             ),
+            # Measurement: a customer's touches in an attribution window, read index-only.
+            models.Index(
+                fields=["customer", "sent_at"], include=["channel", "journey_id", "category", "id"],
+                condition=models.Q(sent_at__isnull=False), name="message_customer_sent_idx",
+            ),
+            # Measurement: each enrollment's sent messages in order (touch sequences).
+            models.Index(
+                fields=["enrollment_id", "sent_at"], include=["channel", "journey_id"],
+                condition=models.Q(enrollment_id__isnull=False, sent_at__isnull=False),
+                name="message_enrollment_sent_idx",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -87,6 +87,19 @@ class Enrollment(models.Model):
             # (exited ones, the bulk of a long history, have no due_at).
             models.Index(fields=["customer", "due_at"], condition=Q(due_at__isnull=False), name="enrollment_customer_due_idx"),
             models.Index(fields=["journey", "state"], name="enrollment_journey_state_idx"),
+            # The cadence dashboard's upcoming load: live, non-holdout enrollments by due
+            # time, covering what it groups by so the 7-day window is an index-only scan.
+            models.Index(
+                fields=["due_at"],
+                include=["version", "current_node", "state"],
+                condition=Q(due_at__isnull=False, holdout=False) & ~Q(state="exited"),
+                name="enrollment_upcoming_idx",
+            ),
+            # Measurement: a journey's conversions, latest first.
+            models.Index(
+                fields=["journey", "converted_at"], condition=Q(converted_at__isnull=False),
+                name="enrollment_conversion_idx",
+            ),
             models.Index(
                 fields=["wait_message_id"],
                 condition=Q(wait_message_id__isnull=False),

@@ -277,6 +277,13 @@ class GovernorVerdict(models.Model):
         indexes = [
             models.Index(fields=["customer", "-at"], name="verdict_customer_time_idx"),
             models.Index(fields=["at"], name="verdict_time_idx"),
+            # The cadence dashboard's governor panel: a period's verdicts with everything it
+            # groups and filters by, read index-only (half the time of the heap on 100k).
+            models.Index(
+                fields=["at"],
+                include=["rule", "channel", "category", "journey_id", "decision", "until"],
+                name="verdict_dashboard_idx",
+            ),
             models.Index(fields=["journey_id", "at"], name="verdict_journey_time_idx"),
         ]
 

@@ -75,8 +75,8 @@ def load_touches(
 
     The database joins each conversion to its customer's messages within the window, so
     only the touches that count are read (a customer's older history never leaves the
-    database). A message of interest is queued no later than it is sent, which lets the
-    (customer, queued_at) index narrow each customer's messages.
+    database): message_customer_sent_idx (customer, sent_at, covering the rest) answers
+    each conversion's window index-only.
     """
     converting = "customer__enrollments__"
     at = F(f"{converting}converted_at")
@@ -84,13 +84,16 @@ def load_touches(
         Message.objects.filter(
             touch_filter(),
             Q(**{f"{converting}id__in": conversions_query(journey_ids, period).values("id")}),
-            sent_at__lte=at, sent_at__gte=at - lookback, queued_at__lte=at,
+            sent_at__lte=at, sent_at__gte=at - lookback,
         )
         .order_by(f"{converting}id", "sent_at", "id")
         .values_list(f"{converting}id", "id", "customer_id", "channel", "journey_id", "sent_at")
     )
     touches: dict[int, list[Touch]] = defaultdict(list)
-    for conversion_id, *touch in rows.iterator(chunk_size=5000):
+    # Fetched whole (at most MAX_CONVERSIONS windows): .iterator() would run it as a
+    # server-side cursor, planned for its first rows (cursor_tuple_fraction), and lose the
+    # index-only join: 480 ms instead of 60 for 21,000 touches.
+    for conversion_id, *touch in rows:
         touches[conversion_id].append(Touch(*touch))
     return touches
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass, field
 
@@ -87,3 +88,7 @@ def channel_label(key: str) -> str:
 
 def share(part: int, whole: int) -> float:
     return part / whole if whole else 0.0
+
+
+def as_of(moment: dt.datetime) -> str:
+    return f"As of {moment.astimezone(dt.UTC):%H:%M} UTC."

@@ -1,21 +1,28 @@
 """Journey overlap: customers inside more than one live journey right now, and the pairs
 of journeys that share the most customers. "Inside" = enrolled and not exited (holdouts
 included: they walk the journey too). The period and channel filters do not apply; the
-journey filter keeps the pairs that include it, the category filter journeys of it."""
+journey filter keeps the pairs that include it, the category filter journeys of it.
+
+On PostgreSQL it reads the rollup dashboards.CustomerJourneys (each customer inside two
+or more journeys, with their ids; a trigger on the enrollments keeps it exact), grouped
+by journey set: a few thousand sets instead of every live enrollment (1.8 s for 400,000
+read afresh, 400 ms at best with indexes). Each set is cut down to the live journeys the
+filters keep, here in Python."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
 from dataclasses import dataclass
+from itertools import combinations
 
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import Count
 
 from journeys.models import Journey, JourneyStatus
 from orchestrator.dashboards.filters import Filters
-from orchestrator.dashboards.panels.base import Chart, Figure, PanelInfo, Series
-from orchestrator.dashboards.panels.shared import as_of, shared
+from orchestrator.dashboards.models import CustomerJourneys
+from orchestrator.dashboards.panels.base import Chart, Figure, PanelInfo, Series, as_of
 from orchestrator.engine.models import Enrollment, EnrollmentState
 
 INFO = PanelInfo("overlap", "Journey overlap", applies=("journey", "category"))
@@ -57,15 +64,11 @@ def live_journeys(filters: Filters) -> dict[int, str]:
 
 
 def load(filters: Filters, now: dt.datetime) -> Overlap:
-    return shared(INFO.key, filters, now, compute)
-
-
-def compute(filters: Filters, now: dt.datetime) -> Overlap:
     names = live_journeys(filters)
     if len(names) < 2:
         return Overlap((), (), now)
     if connection.vendor == "postgresql":
-        several, pairs = _overlap_postgres(sorted(names), filters.journey_id)
+        several, pairs = _overlap_rollup(set(names), filters.journey_id)
     else:
         several, pairs = _overlap_portable(sorted(names), filters.journey_id)
     in_several = tuple((f"{k}+" if k == MOST else str(k), several[k]) for k in range(2, MOST + 1)) if several else ()
@@ -76,35 +79,19 @@ def _inside(ids: list[int]):
     return Enrollment.objects.filter(journey_id__in=ids, state__in=INSIDE).order_by()
 
 
-# Each customer's journeys deduplicated by hashing (no sort), then as an array when there
-# are two or more; the pairs are unnested from those arrays only.
-_POSTGRES = """
-    WITH inside AS (
-        SELECT customer_id, journey_id FROM {table}
-        WHERE journey_id = ANY(%(ids)s) AND state = ANY(%(states)s) GROUP BY customer_id, journey_id
-    ), multi AS (
-        SELECT array_agg(journey_id) AS js FROM inside GROUP BY customer_id HAVING COUNT(*) >= 2
-    )
-    (SELECT 0, LEAST(cardinality(js), {most}), 0, COUNT(*) FROM multi GROUP BY 2)
-    UNION ALL
-    (SELECT 1, a, b, COUNT(*) FROM multi, unnest(js) a, unnest(js) b
-     WHERE a < b {focus} GROUP BY a, b ORDER BY 4 DESC, 2, 3 LIMIT {top})
-"""
-
-
-def _overlap_postgres(ids: list[int], journey_id: int | None) -> tuple[Counter, list[tuple[int, int, int]]]:
-    focus = "AND (a = %(journey)s OR b = %(journey)s)" if journey_id else ""
-    sql = _POSTGRES.format(table=connection.ops.quote_name(Enrollment._meta.db_table), most=MOST, focus=focus,
-                           top=TOP_PAIRS)
-    with transaction.atomic(), connection.cursor() as cursor:
-        # Hashing every enrollment inside by customer needs more than the default 4 MB, or it
-        # spills to disk (about three times slower with 400,000 enrollments).
-        cursor.execute("SET LOCAL work_mem = '64MB'")
-        cursor.execute(sql, {"ids": ids, "states": list(INSIDE), "journey": journey_id})
-        rows = cursor.fetchall()
-    several = Counter({k: n for kind, k, _, n in rows if kind == 0})
-    pairs = sorted(((a, b, n) for kind, a, b, n in rows if kind == 1), key=lambda p: (-p[2], p[0], p[1]))
-    return several, pairs
+def _overlap_rollup(ids: set[int], journey_id: int | None) -> tuple[Counter, list[tuple[int, int, int]]]:
+    several: Counter[int] = Counter()
+    pairs: Counter[tuple[int, int]] = Counter()
+    for journeys, n in CustomerJourneys.objects.values_list("journeys").annotate(n=Count("*")).order_by():
+        kept = sorted(ids.intersection(int(j) for j in journeys.split(",")))
+        if len(kept) < 2:
+            continue
+        several[min(len(kept), MOST)] += n
+        for pair in combinations(kept, 2):
+            if not journey_id or journey_id in pair:
+                pairs[pair] += n
+    top = sorted(pairs.items(), key=lambda p: (-p[1], p[0]))[:TOP_PAIRS]
+    return several, [(a, b, n) for (a, b), n in top]
 
 
 def _overlap_portable(ids: list[int], journey_id: int | None) -> tuple[Counter, list[tuple[int, int, int]]]:

@@ -68,7 +68,8 @@ def _problems_by_node(problems: Iterable[Problem]) -> tuple[dict[str, list[str]]
     pinned: dict[str, list[str]] = defaultdict(list)
     loose: list[str] = []
     for problem in problems:
-        where = f"{problem.field}: " if problem.field else ""
+        field = problem.field.removeprefix("config.")  # every node setting is under config: noise on a node
+        where = f"{field}: " if field else ""
         if problem.node_id:
             pinned[problem.node_id].append(where + problem.message)
         else:

@@ -9,6 +9,7 @@ from typing import Any
 
 from channels_app.templating import CHANNEL_FIELDS
 from customers.enums import Channel
+from journeys import editor_conditions as conditions
 from journeys.filters import OPS
 from journeys.node_forms import (
     CHANNEL_LABELS,
@@ -115,8 +116,12 @@ def _content(config: Mapping, channel: str) -> Section:
 def _send(config: Mapping, segments: Segments) -> list[Section]:
     channel_choices = _options([*Channel.choices, (BEST_CHANNEL, "Best channel for each person")], "choose…")
     fields = [_f(config, "channel", "Channel", "select", refresh=True, choices=channel_choices)]
-    fallback_label = "Choose among, in order" if config.get("channel") == BEST_CHANNEL else "If unavailable, fall back to"
-    for index in range(MAX_FALLBACK - (0 if config.get("channel") == BEST_CHANNEL else 1)):
+    best = config.get("channel") == BEST_CHANNEL
+    fallback_label = "Choose among, in order" if best else "If unavailable, fall back to"
+    # One empty choice after those made (two for best channel, which needs two), not every
+    # possible one at once: each choice re-renders the form with the next.
+    chosen = len([c for c in (config.get("fallback") or []) if c])
+    for index in range(min(MAX_FALLBACK - (0 if best else 1), max(chosen + 1, 2 if best else 1))):
         fields.append(_f(config, f"fallback.{index}", f"{fallback_label} ({index + 1})", "select", refresh=True,
                          choices=_options(Channel.choices, "—")))
     fields.append(_f(config, "on_cap", "When a frequency cap holds it back", "select",
@@ -161,18 +166,32 @@ def _branches(config: Mapping, row: Callable[[str], list[Field]], title: str, mi
             for index in range(count)]
 
 
-def _split(config: Mapping, segments: Segments) -> list[Section]:
-    def row(at: str) -> list[Field]:
+def _split(config: Mapping, segments: Segments, modes: list[str] = (),
+           problems: list[tuple[str, str]] = ()) -> list[Section]:
+    """Each branch: port, label, how its condition is written, and the condition as rows,
+    a segment or JSON. Problems inside a branch's rows are placed here, not by _pin."""
+    branches = config.get("branches") if isinstance(config.get("branches"), list) else []
+    sections = []
+    for index in range(len(branches) + 1):  # every branch, then a blank one to add
+        at = f"branches.{index}"
         condition = _get(config, f"{at}.condition")
-        by_segment = isinstance(condition, Mapping) and set(condition) == {"segment_id"}
-        segment = Field(f"{at}.segment", "Members of", "select", str(condition["segment_id"]) if by_segment else "",
-                        choices=_options(segments, "a segment…"))
-        definition = Field(f"{at}.condition", "…or conditions (segment definition, JSON)", "json",
-                           "" if by_segment or condition is None else _shown(condition, "json"))
-        return [_f(config, f"{at}.port", "Port", help="letters, digits, _"), _f(config, f"{at}.label", "Label"),
-                segment, definition]
-
-    return _branches(config, row, "Branch", 1)
+        mode = modes[index] if index < len(modes) else conditions.mode_of(condition)
+        fields = [_f(config, f"{at}.port", "Port", help="letters, digits, _"), _f(config, f"{at}.label", "Label"),
+                  Field(f"when.{index}", "Who goes this way", "select", mode, refresh=True, plain=True,
+                        choices=conditions.MODE_CHOICES)]
+        built = None
+        if mode == conditions.SEGMENT:
+            by_segment = conditions.mode_of(condition) == conditions.SEGMENT
+            fields.append(Field(f"{at}.segment", "Members of", "select", str(condition["segment_id"]) if by_segment else "",
+                                choices=_options(segments, "a segment…")))
+        elif mode == conditions.JSON:
+            fields.append(Field(f"{at}.condition", "Segment definition (JSON)", "json",
+                                "" if condition is None else _shown(condition, "json")))
+        else:
+            built = conditions.builder(index, condition, problems)
+        title = f"Branch {index + 1}" if index < len(branches) else "Add a branch"
+        sections.append(Section(title, fields, row=True, builder=built))
+    return sections
 
 
 def _random_split(config: Mapping, segments: Segments) -> list[Section]:
@@ -200,9 +219,15 @@ BUILDERS = {
 
 
 def build_form(kind: str, label: str, config: Mapping, segments: Segments, *, timeout_kind: str = "",
-               problems: list[tuple[str, str]] = ()) -> NodeForm:
+               problems: list[tuple[str, str]] = (), split_modes: list[str] = ()) -> NodeForm:
     if kind == NodeKind.WAIT_FOR_EVENT:
         sections = _wait(config, segments, timeout_kind)
+    elif kind == NodeKind.SPLIT:
+        sections = _split(config, segments, list(split_modes), problems)
+        built = [s for s in sections if s.builder]
+        problems = [(path, reason) for path, reason in problems
+                    if not any(path == f"branches.{s.builder.branch}.condition"
+                               or path.startswith(f"branches.{s.builder.branch}.condition.") for s in built)]
     else:
         sections = BUILDERS[NodeKind(kind)](config, segments)
     name = Field("label", "Name on the canvas", "text", label, plain=True, help="Optional")

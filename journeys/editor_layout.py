@@ -81,6 +81,19 @@ def _tree(graph: Any) -> tuple[list[str], dict[str, list[str]]]:
     return roots, children
 
 
+def needs_layout(graph: Any) -> bool:
+    """True when a node has no usable position (a graph made through the API or imported):
+    the canvas would stack such nodes at the origin, on top of each other."""
+    nodes = graph.get("nodes") if isinstance(graph, Mapping) else None
+    return any(isinstance(node, Mapping) and not _placed(node) for node in nodes or [])
+
+
+def _placed(node: Mapping) -> bool:
+    position = node.get("position")
+    return isinstance(position, Mapping) and all(
+        isinstance(position.get(k), int | float) and not isinstance(position.get(k), bool) for k in ("x", "y"))
+
+
 def auto_layout(graph: Mapping) -> dict:
     """The graph with every node's position set for a tidy tree."""
     graph = copy.deepcopy(dict(graph))

@@ -15,12 +15,13 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from channels_app.content_rules import check_content, sms_segments
+from channels_app.content_rules import check_content, sms_segments_as_sent
 from channels_app.content_rules_loading import load_rules
 from channels_app.templating import CHANNEL_FIELDS
 from customers.models import Segment
 from journeys import editor_edits as edits
 from journeys.content import app_present_nodes
+from journeys.editor_conditions import read_split
 from journeys.editor_fields import build_form
 from journeys.editor_history import StaleRevision
 from journeys.editor_services import do_edit_journey_graph, editable_version
@@ -85,11 +86,13 @@ def _post(request: HtmxHttpRequest, journey: Journey, node: dict) -> HttpRespons
     kind, label = node["kind"], request.POST.get("label", "").strip()[:200]
     config, problems = parse_config(kind, request.POST)
     timeout_kind = request.POST.get("timeout_kind", "")
+    modes = read_split(request.POST)[1] if kind == NodeKind.SPLIT else []
     if "_refresh" in request.POST:
-        return _render(request, journey, node, build_form(kind, label, config, _segments(), timeout_kind=timeout_kind))
+        form = build_form(kind, label, config, _segments(), timeout_kind=timeout_kind, split_modes=modes)
+        return _render(request, journey, node, form)
     problems = problems + validate_config(kind, config)
     if problems:
-        form = build_form(kind, label, config, _segments(), timeout_kind=timeout_kind, problems=problems)
+        form = build_form(kind, label, config, _segments(), timeout_kind=timeout_kind, problems=problems, split_modes=modes)
         return _render(request, journey, node, form, status=422)
     try:
         do_edit_journey_graph(journey, base_revision(request), lambda g: edits.configure_node(g, node["id"], label, config),
@@ -100,20 +103,21 @@ def _post(request: HtmxHttpRequest, journey: Journey, node: dict) -> HttpRespons
         return alert(request, str(getattr(bad, "message", bad)), 422)
     journey.refresh_from_db()
     saved = _node(journey, node["id"])
-    form = build_form(kind, saved.get("label", ""), saved.get("config") or {}, _segments())
+    form = build_form(kind, saved.get("label", ""), saved.get("config") or {}, _segments(), split_modes=modes)
     return _render(request, journey, saved, form, saved=True, with_board=True)
 
 
 # --- live content rules -----------------------------------------------------------------
 
 
-def _measures(channel: str, fields: dict) -> list[str]:
-    """Plain facts about the content as typed: SMS parts and encoding, push lengths."""
+def _measures(channel: str, category: str, fields: dict) -> list[str]:
+    """Plain facts about the content: SMS parts and encoding as sent (marketing links
+    shortened), push lengths."""
     rules = load_rules()
     if channel == "sms":
-        count = sms_segments(str(fields.get("body", "")))
+        count = sms_segments_as_sent(str(fields.get("body", "")), category)
         return [f"{count.segments} SMS segment{'s' if count.segments != 1 else ''} · {count.encoding} · "
-                f"{count.units} of {count.per_segment} per segment"]
+                f"{count.units} characters as sent, {count.per_segment} per segment"]
     if channel == "push":
         return [f"Title {len(str(fields.get('title', '')))} / {rules.push_title_max_chars} characters",
                 f"Body {len(str(fields.get('body', '')))} / {rules.push_body_max_chars} characters (lock screen)"]
@@ -135,6 +139,6 @@ def content_check(request: HtmxHttpRequest, pk: int, node_id: str) -> HttpRespon
     version = editable_version(journey)
     in_app = node_id in app_present_nodes(version.graph if version else {}, load_rules().in_app_presence_events)
     problems = check_content(channel, journey.category, fields, load_rules(), customer_can_be_in_app=in_app)
-    context = {"measures": _measures(channel, fields), "problems": problems, "category": journey.get_category_display()}
+    context = {"measures": _measures(channel, journey.category, fields), "problems": problems, "category": journey.get_category_display()}
     return render(request, f"{PANEL}#rules", context)
 

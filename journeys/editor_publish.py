@@ -39,7 +39,17 @@ def in_progress_by_version(journey: Journey) -> list[tuple[int, int]]:
     return sorted(rows, reverse=True)
 
 
+def problem_rows(graph: dict, problems) -> list[tuple[str, str, str, str]]:
+    """(node id, the node's name on the canvas, the field without "config.", message): a
+    marketer reads "SMS reminder", not ``sms config.content.sms.body``."""
+    names = {node.get("id"): node.get("label") or node.get("id") for node in graph.get("nodes", []) if isinstance(node, dict)}
+    return [(p.node_id or "", names.get(p.node_id, p.node_id or ""), p.field.removeprefix("config."), p.message)
+            for p in problems]
+
+
 def _panel(request: HtmxHttpRequest, journey: Journey, context: dict, problems=()) -> HttpResponse:
+    if problems and context.get("draft") is not None:
+        context = {**context, "problem_rows": problem_rows(context["draft"].graph, problems)}
     html = render_to_string(f"{PANEL}#publish-panel", {"journey": journey, **context}, request)
     return HttpResponse(html + out_of_band_board(request, journey, problems=problems))
 

@@ -21,7 +21,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from journeys import editor_edits as edits
 from journeys.editor_board import board_context, palette
 from journeys.editor_history import StaleRevision
-from journeys.editor_layout import auto_layout
+from journeys.editor_layout import auto_layout, needs_layout
 from journeys.editor_services import do_edit_journey_graph, do_undo_graph_edit, editable_version
 from journeys.models import Journey, JourneyStatus, JourneyVersion
 from journeys.nodes import NODE_KINDS, NodeKind
@@ -80,6 +80,8 @@ def shown(journey: Journey, number: str | None) -> tuple[JourneyVersion | None, 
 
 def page_context(request: HtmxHttpRequest, journey: Journey, **extra: Any) -> dict[str, Any]:
     version, old = shown(journey, request.GET.get("version"))
+    if version is not None and needs_layout(version.graph):  # shown tidy, never written here
+        version.graph = auto_layout(version.graph)
     can_edit = has_capability(request.user, Capability.EDIT_JOURNEYS)
     read_only = old or not can_edit or journey.status == JourneyStatus.ARCHIVED
     return {
@@ -116,11 +118,27 @@ def out_of_band_board(request: HtmxHttpRequest, journey: Journey, **extra: Any) 
 @require_http_methods(["GET", "HEAD"])
 def journey_canvas(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     journey = get_object_or_404(Journey.objects.select_related("live_version", "updated_by"), pk=pk)
+    _lay_out_once(request, journey)
     context = page_context(request, journey) | {"status_actions": status_actions(journey)}
     wants_board = request.htmx and request.htmx.target == "canvas-board" and not request.htmx.history_restore_request
     response = render(request, f"{TEMPLATE}#board" if wants_board else TEMPLATE, context)
     response["Vary"] = "HX-Request, HX-Target"
     return response
+
+
+def _lay_out_once(request: HtmxHttpRequest, journey: Journey) -> None:
+    """A draft whose nodes arrived without positions (API create, import) is laid out
+    tidily the first time an editor opens it, and stored, so the canvas and every later
+    edit start from the same places. Published versions are only shown laid out."""
+    version = editable_version(journey)
+    if (version is None or version.is_published or not needs_layout(version.graph) or request.GET.get("version")
+            or journey.status == JourneyStatus.ARCHIVED or not has_capability(request.user, Capability.EDIT_JOURNEYS)):
+        return
+    try:
+        do_edit_journey_graph(journey, None, auto_layout, request.user, "Laid out the new graph")
+    except JourneyStateError:
+        return  # archived meanwhile: shown laid out, not stored
+    journey.refresh_from_db()
 
 
 def edit_view(make_change: Callable[[HtmxHttpRequest, str | None], tuple[edits.Change, str]]) -> Callable:

@@ -18,6 +18,7 @@ from typing import Any
 from django.http import QueryDict
 
 from customers.enums import Channel
+from journeys.editor_conditions import ConditionBuilder, read_split
 from journeys.nodes import (
     BEST_CHANNEL,
     BEST_TIME,
@@ -66,6 +67,7 @@ class Section:
     fields: list[Field]
     row: bool = False  # a repeated row (a filter, a branch), laid out across
     channel: str = ""  # a content editor: checked live against the channel's rules
+    builder: ConditionBuilder | None = None  # a split branch's condition rows
 
 
 @dataclass
@@ -79,7 +81,8 @@ class NodeForm:
 
     @property
     def has_errors(self) -> bool:
-        return bool(self.errors) or any(f.errors for f in self.fields())
+        return (bool(self.errors) or any(f.errors for f in self.fields())
+                or any(s.builder.has_errors for s in self.sections if s.builder))
 
 
 # --- parsing a posted form --------------------------------------------------------------
@@ -179,18 +182,6 @@ def _clean_wait(config: dict, post: QueryDict) -> dict:
     return config
 
 
-def _clean_split(config: dict) -> dict:
-    branches = []
-    for branch in config.get("branches") or []:
-        if not isinstance(branch, dict):
-            continue
-        segment = branch.pop("segment", None)
-        if segment not in (None, "") and "condition" not in branch:
-            branch["condition"] = {"segment_id": int(segment) if str(segment).isdigit() else segment}
-        branches.append(branch)
-    return {"branches": branches}
-
-
 def parse_config(kind: str, post: QueryDict) -> tuple[dict, list[tuple[str, str]]]:
     """A node config from a posted panel form, and the problems found reading it."""
     config, problems = unflatten(post)
@@ -202,8 +193,8 @@ def parse_config(kind: str, post: QueryDict) -> tuple[dict, list[tuple[str, str]
         config = _clean_send(config)
     elif kind == NodeKind.WAIT_FOR_EVENT:
         config = _clean_wait(config, post)
-    elif kind == NodeKind.SPLIT:
-        config = _clean_split(config)
+    elif kind == NodeKind.SPLIT:  # conditions as rows, a segment or JSON (editor_conditions)
+        config, _, problems = read_split(post)
     elif kind == NodeKind.RANDOM_SPLIT:
         config = {"branches": [b for b in config.get("branches") or [] if isinstance(b, dict)]}
     elif kind == NodeKind.UPDATE_PROFILE:

@@ -33,7 +33,7 @@ from channels_app.content_rules import (
     SmsSegments,
     check_content,
     non_gsm_characters,
-    sms_segments,
+    sms_segments_as_sent,
 )
 from channels_app.content_rules_loading import load_rules
 from channels_app.providers import get_provider
@@ -126,7 +126,7 @@ def render_channel(
     body = content.get("body", "") if channel == "sms" else ""
     return ChannelPreview(
         **base, content=content, problems=sorted(problems, key=lambda p: p.severity != "error"),
-        sms=sms_segments(body) if channel == "sms" else None, non_gsm=non_gsm_characters(body),
+        sms=sms_segments_as_sent(body, category) if channel == "sms" else None, non_gsm=non_gsm_characters(body),
     )
 
 

@@ -92,7 +92,8 @@ def restore_version(request: HtmxHttpRequest, pk: int, number: int) -> HttpRespo
     if draft is not None and request.POST.get("confirm") != "yes":
         return render_studio(request, TEMPLATE, _context(request, journey, confirm=source, draft=draft))
     try:
-        do_update_journey(journey, JourneyInput(graph=copy.deepcopy(source.graph)), request.user)
+        do_update_journey(journey, JourneyInput(graph=copy.deepcopy(source.graph)), request.user,
+                          label=f"Started from version {source.number}")
     except JourneyStateError as error:
         return render_studio(request, TEMPLATE, _context(request, journey, error=str(error)), status=422)
     messages.success(request, _restored_message(journey, source))

@@ -17,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from customers.models import Segment
+from journeys.editor_layout import auto_layout
 from journeys.graph import event_names, validate_graph_or_raise
 from journeys.models import Journey, JourneyStatus, JourneyVersion, ReentryPolicy
 
@@ -136,6 +137,7 @@ def _create(name: str, graph: dict, *, live: bool, **fields) -> Journey | None:
     if Journey.objects.filter(name=name).exists():
         return None
     validate_graph_or_raise(graph)
+    graph = auto_layout(graph)  # tidy on the canvas, whatever positions the specs above carry
     journey = Journey.objects.create(name=name, status=JourneyStatus.LIVE if live else JourneyStatus.DRAFT, **fields)
     version = JourneyVersion.objects.create(
         journey=journey, number=1, graph=graph, published_at=timezone.now() if live else None

@@ -15,6 +15,7 @@ from channels_app.content_rules import DEFAULT_RULES
 from customers.enums import Channel
 from customers.models import ContactPoint, Customer, Segment
 from journeys.content import content_problems
+from journeys.editor_layout import NODE_HEIGHT, NODE_WIDTH
 from journeys.graph import validate_graph
 from journeys.models import Journey, JourneyStatus
 from orchestrator.demo_journeys import seed_journeys
@@ -95,3 +96,14 @@ def test_weekly_picks_simulated_for_maya_waits_for_her_evening_and_texts_her_wit
     assert (sent["outcome"], sent["message"]["channel"]) == ("sent", "sms")
     assert sent["detail"].startswith("sms · SMS engagement ")
     assert 20 <= sent["at"].astimezone(ZoneInfo("America/New_York")).hour <= 22
+
+
+def test_demo_journeys_open_on_the_canvas_with_no_two_nodes_overlapping(lapsed_segment):
+    seed_journeys()
+    for journey in Journey.objects.all():
+        nodes = journey.versions.get().graph["nodes"]
+        boxes = [(n["id"], n["position"]["x"], n["position"]["y"]) for n in nodes]
+        for index, (first, x1, y1) in enumerate(boxes):
+            for second, x2, y2 in boxes[index + 1:]:
+                apart = abs(x1 - x2) >= NODE_WIDTH or abs(y1 - y2) >= NODE_HEIGHT
+                assert apart, f"{journey.name}: {first} overlaps {second}"

@@ -160,6 +160,38 @@ def test_deleting_an_edge_keeps_both_nodes(marketer, journey):
     assert len(graph_of(journey)["nodes"]) == 2
 
 
+UNPLACED = {
+    "nodes": [{"id": "entry", "kind": "entry", "config": {"trigger": "api"}},
+              {"id": "wait", "kind": "delay", "config": {"mode": "duration", "amount": 1, "unit": "hours"}},
+              {"id": "done", "kind": "exit", "config": {}}],
+    "edges": [{"from": "entry", "port": "out", "to": "wait"}, {"from": "wait", "port": "out", "to": "done"}],
+}
+TIDY = {"entry": {"x": 40, "y": 40}, "wait": {"x": 40, "y": 40 + NODE_HEIGHT + 64}, "done": {"x": 40, "y": 40 + 2 * (NODE_HEIGHT + 64)}}
+
+
+def test_a_draft_that_arrived_without_positions_is_laid_out_and_stored_when_first_opened(marketer, mara):
+    journey = do_create_journey(JourneyInput(name="From the API", graph=UNPLACED), mara)
+    marketer.get(reverse("journeys:edit", args=[journey.pk]))
+
+    assert {n["id"]: n["position"] for n in graph_of(journey)["nodes"]} == TIDY
+    assert list(GraphEdit.objects.filter(journey=journey).values_list("label", flat=True)) == ["Laid out the new graph"]
+    journey.refresh_from_db()
+    revision = journey.graph_revision
+    marketer.get(reverse("journeys:edit", args=[journey.pk]))
+    journey.refresh_from_db()
+    assert journey.graph_revision == revision  # laid out once
+
+
+def test_the_messaging_team_sees_an_unplaced_graph_laid_out_without_storing_it(client, make_user, mara):
+    journey = do_create_journey(JourneyInput(name="From the API", graph=UNPLACED), mara)
+    client.force_login(make_user(Role.MESSAGING, username="mo"))
+    html = client.get(reverse("journeys:edit", args=[journey.pk])).content.decode()
+
+    assert re.search(r'id="node-done"[^>]*style="left: 40px; top: 448px', html)
+    assert graph_of(journey) == UNPLACED
+    assert not GraphEdit.objects.filter(journey=journey).exists()
+
+
 def test_auto_layout_lays_the_journey_out_as_a_tree(marketer, journey):
     edit(marketer, journey, "edit-add-node", kind="wait_for_event", x=900, y=10)
     edit(marketer, journey, "edit-add-node", kind="exit", x=0, y=900)

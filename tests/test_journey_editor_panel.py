@@ -210,7 +210,7 @@ def check(client, journey: Journey, node_id: str, channel: str, fields: dict) ->
 def test_live_rules_count_sms_segments_and_encoding(marketer, mara):
     journey = journey_with(mara, blank("send", "send"))
     html = check(marketer, journey, "send", "sms", {"body": "Your cart is waiting ✨ Reply STOP to opt out"})
-    assert "1 SMS segment · UCS-2 · 44 of 70 per segment" in html
+    assert "1 SMS segment · UCS-2 · 44 characters as sent, 70 per segment" in html
     assert "Meets the marketing content rules." in html
 
 
@@ -237,3 +237,10 @@ def test_live_rules_want_an_unsubscribe_link_in_marketing_email(marketer, mara):
     journey = journey_with(mara, blank("send", "send"))
     html = check(marketer, journey, "send", "email", {"subject": "Hello", "html": "<p>Hi</p>"})
     assert "marketing email needs an unsubscribe link" in html
+
+
+def test_a_send_offers_one_more_fallback_than_chosen(marketer, mara):
+    journey = journey_with(mara, {**blank("send", "send"), "config": {"channel": "sms", "fallback": ["push"]}})
+    html = marketer.get(reverse("journeys:edit-node", args=[journey.pk, "send"]), **HTMX).content.decode()
+    assert 'name="c.fallback.0"' in html and 'name="c.fallback.1"' in html
+    assert 'name="c.fallback.2"' not in html

@@ -57,10 +57,13 @@ def test_publish_problems_are_pinned_on_their_nodes_and_nothing_is_published(mar
     assert "3 problems must be fixed first" in html
     sms_node = html[html.index('id="node-sms"'):html.index('id="node-bye"')]
     assert '<span class="node-badge" title="1 problem">1</span>' in sms_node
-    assert "<li>config.content.sms.body: marketing SMS must tell people how to opt out, e.g. &#x27;Reply STOP to opt out&#x27;</li>" in sms_node
+    assert "<li>content.sms.body: marketing SMS must tell people how to opt out, e.g. &#x27;Reply STOP to opt out&#x27;</li>" in sms_node
     lost_node = html[html.index('id="node-lost"'):]
-    assert "<li>config.mode: is required</li>" in lost_node
+    assert "<li>mode: is required</li>" in lost_node
     assert "<li>cannot be reached from the entry node</li>" in lost_node
+    # The panel's list names each node as the canvas does, the config path in small print.
+    assert ('<li><button type="button" class="link-button" data-focus-node="lost" title="Show lost and its settings">lost</button>: '
+            'is required <code class="problem-field">mode</code></li>') in html
     journey.refresh_from_db()
     assert journey.status == JourneyStatus.DRAFT
     assert journey.live_version is None

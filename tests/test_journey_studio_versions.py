@@ -116,6 +116,12 @@ def test_restoring_an_old_version_starts_a_draft_with_its_graph(marketer, journe
     assert journey.live_version.number == 2  # nothing is published by a restore
 
 
+def test_a_restore_is_undone_as_started_from_its_version(marketer, journey):
+    marketer.post(restore_url(journey, 1), **HTMX)
+
+    assert list(draft(journey).graph_edits.values_list("label", flat=True)) == ["Started from version 1"]
+
+
 def test_a_draft_with_unpublished_edits_is_replaced_only_when_confirmed(marketer, journey):
     edited = copy.deepcopy(v2_graph())
     edited["nodes"][1]["config"]["amount"] = 10

@@ -43,7 +43,7 @@
   var panel = document.getElementById("side-panel");
   var panelIntro = panel.innerHTML;
   var VIEW_KEY = "chorus-canvas-view-" + editor.dataset.journey;
-  var MIN_SCALE = 0.3, MAX_SCALE = 2, MIN_FIT = 0.4; // smaller than this, text is unreadable: pan instead
+  var MIN_SCALE = 0.3, MAX_SCALE = 2, MIN_FIT = 0.6; // smaller than this, text is unreadable: pan instead
   var DRAG_THRESHOLD = 4;
 
   function board() { return document.getElementById("canvas-board"); }
@@ -67,6 +67,15 @@
     }
   });
 
+  // A refused panel form: bring its first marked field into view (the Save button that
+  // was pressed is usually far below it).
+  document.body.addEventListener("htmx:afterSettle", function (event) {
+    if (event.detail.xhr && event.detail.xhr.status === 422 && event.detail.target && event.detail.target.id === "side-panel") {
+      var invalid = event.detail.target.querySelector('[aria-invalid="true"]') || event.detail.target.querySelector(".field-error, .form-error");
+      if (invalid) invalid.scrollIntoView({ block: "center" });
+    }
+  });
+
   // Edits go one after another, each sent once the previous answer is on the board, so
   // each carries the revision its predecessor produced (and never a stale one of our own).
   var pending = Promise.resolve();
@@ -87,8 +96,9 @@
   }
 
   // --- the view: pan and zoom ----------------------------------------------------------
-  var view = { x: 0, y: 0, scale: 1 };
-  try { view = Object.assign(view, JSON.parse(sessionStorage.getItem(VIEW_KEY) || "{}")); } catch (e) { /* keep the default */ }
+  var view = { x: 0, y: 0, scale: 1 }, savedView = null;
+  try { savedView = JSON.parse(sessionStorage.getItem(VIEW_KEY) || "null"); } catch (e) { /* keep the default */ }
+  if (savedView) view = Object.assign(view, savedView);
 
   function applyView() {
     world.style.transform = "translate(" + view.x + "px, " + view.y + "px) scale(" + view.scale + ")";
@@ -134,7 +144,8 @@
     else fitView();
   });
 
-  // Zoom and pan so every node shows (never above 100%).
+  // Zoom and pan so every node shows (never above 100%), centred across. A journey too
+  // tall to fit readably stops at MIN_FIT and shows its top: the entry, then pan down.
   function fitView() {
     var nodes = Array.prototype.slice.call(document.querySelectorAll(".canvas-board .canvas-node"));
     if (!nodes.length) { view = { x: 0, y: 0, scale: 1 }; applyView(); return; }
@@ -144,9 +155,26 @@
     var width = Math.max.apply(null, xs) + size.w - minX, height = Math.max.apply(null, ys) + size.h + 40 - minY;
     var rect = viewport.getBoundingClientRect();
     var scale = Math.max(MIN_FIT, Math.min(1, (rect.width - 2 * pad) / width, (rect.height - 2 * pad) / height));
-    view = { x: pad - minX * scale, y: pad - minY * scale, scale: scale };
+    var spareX = rect.width - width * scale, spareY = rect.height - height * scale;
+    view = {
+      x: (spareX > 0 ? spareX / 2 : pad) - minX * scale,
+      y: (spareY > 2 * pad ? Math.min(spareY / 2, 2 * pad) : pad) - minY * scale,
+      scale: scale,
+    };
     applyView();
   }
+  function fitsAsDrawn() {
+    var rect = viewport.getBoundingClientRect(), size = nodeSize();
+    return Array.prototype.every.call(document.querySelectorAll(".canvas-board .canvas-node"), function (n) {
+      var at = nodeXY(n);
+      return at.x + size.w <= rect.width && at.y + size.h + 40 <= rect.height;
+    });
+  }
+  // Tidy layout moves every node: show the whole result.
+  document.body.addEventListener("htmx:afterSettle", function (event) {
+    var cfg = event.detail.requestConfig;
+    if (cfg && cfg.elt && cfg.elt.hasAttribute && cfg.elt.hasAttribute("data-fit-after")) fitView();
+  });
 
   // --- edges, drawn as editor_layout.edge_path draws them -------------------------------
   function nodeXY(node) {
@@ -188,7 +216,20 @@
     return selected ? document.getElementById(selected.id) : null;
   }
   function openPanel(nodeId) {
-    htmx.ajax("GET", nodeUrl(nodeId), { source: editor, target: "#side-panel", swap: "innerHTML" });
+    htmx.ajax("GET", nodeUrl(nodeId), { source: editor, target: "#side-panel", swap: "innerHTML" })
+      .then(function () { revealBesidePanel(nodeId); });
+  }
+  // On a tablet the panel is a drawer over the canvas (canvas.css): pan the chosen node
+  // out from under it, so what is being configured stays in view.
+  function revealBesidePanel(nodeId) {
+    if (getComputedStyle(panel).position !== "absolute") return;
+    var node = document.getElementById("node-" + nodeId);
+    if (!node) return;
+    var nodeRect = node.getBoundingClientRect(), panelRect = panel.getBoundingClientRect();
+    var viewRect = viewport.getBoundingClientRect();
+    if (nodeRect.right + 16 <= panelRect.left) return;
+    view.x += Math.max(panelRect.left - 16 - nodeRect.right, viewRect.left + 16 - nodeRect.left);
+    applyView();
   }
   function closePanel() {
     panel.innerHTML = panelIntro;
@@ -399,6 +440,7 @@
     htmx.ajax("GET", window.location.pathname + window.location.search, { source: editor, target: "#canvas-board", swap: "outerHTML" });
   });
 
-  applyView();
+  // First open in this tab: the whole journey, zoomed out only when it does not fit as drawn.
+  if (savedView || fitsAsDrawn()) applyView(); else fitView();
   boardSwapped();
 })();

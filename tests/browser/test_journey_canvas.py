@@ -253,3 +253,63 @@ def test_keyboard_edits_undo_redo_and_a_concurrent_change_is_refused(page: Page,
     assert journey.versions.get().graph == before
     page.locator("#editor-alert a").click()
     expect(page.locator(".canvas-edge")).to_have_count(0)
+
+
+def tall_story() -> dict:
+    """Seven steps in a line, as the tidy layout stacks them: taller than any screen at 100%."""
+    kinds = ["entry", *["delay"] * 5, "exit"]
+    nodes = [{"id": f"n{i}", "kind": kind, "config": {"trigger": "api"} if kind == "entry" else
+              {} if kind == "exit" else {"mode": "duration", "amount": i, "unit": "hours"},
+              "position": {"x": 40, "y": 40 + i * 204}} for i, kind in enumerate(kinds)]
+    edges = [{"from": f"n{i}", "port": "out", "to": f"n{i + 1}"} for i in range(len(kinds) - 1)]
+    return {"nodes": nodes, "edges": edges}
+
+
+def test_on_a_tablet_the_panel_is_a_drawer_beside_the_node_and_a_tall_journey_opens_fitted(page: Page, context, sign_in, make_user):
+    mara = make_user(Role.MARKETER, username="mara")
+    journey = do_create_journey(JourneyInput(name="Tall", graph=tall_story()), mara)
+    sign_in(context, mara)
+    page.set_viewport_size({"width": 1024, "height": 768})
+    page.goto(f"/journeys/{journey.pk}/edit/")
+
+    # Zoomed out to fit, no further than readable, and the entry in view.
+    expect(page.locator(".zoom-level")).to_have_text("60%")
+    expect(page.locator("#side-panel")).to_be_hidden()  # no drawer until there is something to show
+    viewport = page.locator("#canvas-viewport").bounding_box()
+    entry = page.locator("#node-n0").bounding_box()
+    assert viewport["y"] <= entry["y"] and entry["y"] + entry["height"] <= viewport["y"] + viewport["height"]
+
+    open_panel(page, "n1")
+    panel = page.locator("#side-panel").bounding_box()
+    node = page.locator("#node-n1").bounding_box()
+    # The drawer lies over the canvas, and the node being configured stays clear of it.
+    assert viewport["x"] < panel["x"] and panel["x"] + panel["width"] <= viewport["x"] + viewport["width"]
+    assert node["x"] + node["width"] <= panel["x"]
+    page.keyboard.press("Escape")
+    expect(page.locator("#side-panel")).to_be_hidden()
+
+
+def test_a_split_condition_is_built_from_rows_in_the_panel(page: Page, context, sign_in, make_user):
+    mara = make_user(Role.MARKETER, username="mara")
+    graph = {"nodes": [{"id": "entry", "kind": "entry", "config": {"trigger": "api"}, "position": {"x": 40, "y": 40}},
+                       {"id": "vip", "kind": "split", "config": {}, "position": {"x": 40, "y": 244}}], "edges": []}
+    journey = do_create_journey(JourneyInput(name="Split", graph=graph), mara)
+    sign_in(context, mara)
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(f"/journeys/{journey.pk}/edit/")
+
+    open_panel(page, "vip")
+    page.fill('[name="c.branches.0.port"]', "vip")
+    page.locator("#cond-0 .cond-add button", has_text="+ Trait").click()
+    expect(page.locator('[name="cb.0.conditions.0.trait"]')).to_be_visible()
+    settled(page)
+    page.fill('[name="cb.0.conditions.0.trait"]', "tier")
+    expect(page.locator('[name="cb.0.conditions.0.operator"]')).to_have_value("eq")  # a new trait row starts at "is"
+    page.locator("#node-form button[type=submit]").click()
+    expect(page.locator("#cb0-conditions0value-error")).to_be_visible()  # a value is needed; nothing saved
+    settled(page)
+    assert Journey.objects.get(pk=journey.pk).versions.get().graph["nodes"][1]["config"] == {}
+    page.fill('[name="cb.0.conditions.0.value"]', "vip")
+    save(page)
+    assert Journey.objects.get(pk=journey.pk).versions.get().graph["nodes"][1]["config"] == {"branches": [
+        {"port": "vip", "condition": {"match": "all", "conditions": [{"type": "trait", "trait": "tier", "operator": "eq", "value": "vip"}]}}]}

@@ -40,6 +40,14 @@ from customers.models import (
 )
 from orchestrator import demo_content as copy
 from orchestrator.demo import EMAIL, IN_APP, PUSH, SMS, SimCustomer
+from orchestrator.demo_enrollments import (
+    ENROL_DAYS,
+    Happening,
+    JourneyPlan,
+    Trigger,
+    triggers_for,
+    walk_enrollments,
+)
 from orchestrator.governor.policy import MARKETING_OPT_IN_DEFAULT
 
 SOURCE = "demo"
@@ -50,6 +58,7 @@ HAPPY_PATH = ("queued", "sending", "sent", "delivered", "opened", "clicked", "co
 STATUSES = frozenset(MessageStatus.values)
 ERROR_STATUSES = frozenset({"failed", "bounced", "unknown"})
 OFF_HOURS_FACTOR = 0.5  # engagement when a message lands outside the person's active hours
+RETURN_RATE = 0.1  # × purchase propensity: an abandoned cart ordered later without any nudge
 
 
 @lru_cache(maxsize=64)
@@ -94,6 +103,8 @@ class Rows:
     profile_updates: list[ProfileUpdate] = field(default_factory=list)
     # (message columns, [(from_status, to_status, at, detail)…]); "customer" is the instance.
     messages: list[tuple[dict, list[tuple]]] = field(default_factory=list)
+    # Journey enrollments (``demo_enrollments.Walk.record``), written after events and messages.
+    enrollments: list[dict] = field(default_factory=list)
 
 
 def build_campaigns(seed: int, start: datetime, days: int) -> list[Campaign]:
@@ -114,9 +125,12 @@ def build_campaigns(seed: int, start: datetime, days: int) -> list[Campaign]:
 class Simulator:
     """Builds one person's rows at a time. ``now`` is the end of the simulated window."""
 
-    def __init__(self, seed: int, now: datetime, days: int):
+    def __init__(self, seed: int, now: datetime, days: int, plans: dict[str, list[JourneyPlan]] | None = None):
         self.seed, self.now, self.days = seed, now, days
         self.start = now - timedelta(days=days)
+        # Live journeys by trigger event: their triggers in the last ENROL_DAYS enrol people.
+        self.plans = plans or {}
+        self.enrol_from = max(self.start, now - timedelta(days=ENROL_DAYS))
         self.campaigns = build_campaigns(seed, self.start, days)
         self.message_n = self.event_n = self.profile_n = 0
 
@@ -162,6 +176,8 @@ class PersonHistory:
         self.bounce_planned: datetime | None = None
         self.bounced_at: datetime | None = None  # when an email actually bounced
         self.devices: list[tuple[str, str]] = []  # (platform, label)
+        self.happenings: list[Happening] = []  # their events, for journey waits and goals
+        self.triggers: list[Trigger] = []  # journey triggers, walked once the history is drawn
 
     def _customer(self) -> Customer:
         sim = self.sim
@@ -193,6 +209,7 @@ class PersonHistory:
             self.session(session_at, allow_orders=True)
         for campaign in self.run.campaigns:
             self.campaign_message(campaign)
+        walk_enrollments(self)
 
     def finish(self) -> Customer:
         self.customer.last_seen_at = self.last_seen
@@ -348,10 +365,12 @@ class PersonHistory:
                 times.append(at)
 
     def event(self, name: str, at: datetime, properties: dict) -> datetime:
-        self.rows.events.append(
-            (self.customer, name, properties, at, at + timedelta(seconds=1), SOURCE, self.run.next_event_id())
-        )
+        key = self.run.next_event_id()
+        self.rows.events.append((self.customer, name, properties, at, at + timedelta(seconds=1), SOURCE, key))
         self.last_seen = max(self.last_seen, at)
+        happening = Happening(name, at, key, properties)
+        self.happenings.append(happening)
+        self.triggers.extend(triggers_for(self, happening))
         return at
 
     def open_app_or_site(self, at: datetime, properties: dict | None = None) -> datetime:
@@ -389,10 +408,26 @@ class PersonHistory:
             return self.order(t + timedelta(seconds=rng.randrange(60, 400)), products)
         t += timedelta(minutes=rng.randrange(10, 40))
         if t < self.now:
+            enrolled = len(self.triggers)
             self.event("Cart Abandoned", t, {"cart_id": cart_id, "value": value, "currency": "USD", "products": items, "checkout_started": checkout})
-            if rng.random() < 0.5:
+            self.come_back_for(t, products)
+            # A cart a live journey picks up gets the journey's reminders, not the old one-off.
+            if rng.random() < 0.5 and len(self.triggers) == enrolled:
                 self.cart_reminder(t, products[0])
         return t
+
+    def come_back_for(self, abandoned_at: datetime, products: list) -> None:
+        """Some come back and order the cart on their own within days, reminded or not: the
+        base rate a journey's control group shows."""
+        # A stream of its own: the rest of the person's history stays as it was drawn.
+        rng = random.Random(f"chorus-demo:{self.run.seed}:{self.sim.index}:return:{abandoned_at.isoformat()}")
+        if rng.random() >= RETURN_RATE * self.sim.purchase_propensity:
+            return
+        at = abandoned_at + timedelta(hours=1 + rng.expovariate(1 / 40))
+        if at < self.now:
+            history_rng, self.rng = self.rng, rng
+            self.order(at, products)
+            self.rng = history_rng
 
     def order(self, at: datetime, products: list, extra: dict | None = None) -> datetime:
         rng = self.rng
@@ -483,8 +518,11 @@ class PersonHistory:
         delay = timedelta(seconds=rng.randrange(1, 60 if channel == EMAIL else 8))
         return Outcome({**times, "sent": sent, "delivered": sent + delay}, "delivered")
 
-    def engage(self, channel: str, outcome: Outcome, boost: float) -> None:
-        """Opens, clicks and conversions drawn from the person's true propensities."""
+    def engage(self, channel: str, outcome: Outcome, boost: float, *, intent: float = 1.0, products: list | None = None) -> None:
+        """Opens, clicks and conversions drawn from the person's true propensities.
+
+        ``intent`` scales the conversion after a click: a reminder of one's own cart
+        (``products``, what they then order) converts more often than a campaign."""
         rng, sim = self.rng, self.sim
         truth = sim.propensities[channel]
         delivered = outcome.times["delivered"]
@@ -505,11 +543,11 @@ class PersonHistory:
             return
         outcome.times["clicked"], outcome.final = clicked, "clicked"
         self.open_app_or_site(clicked + timedelta(seconds=2), {"utm_source": "chorus", "utm_medium": channel})
-        if rng.random() < truth.convert:
+        if rng.random() < min(0.9, truth.convert * intent):
             converted = clicked + timedelta(minutes=rng.randrange(3, 90))
             if converted < self.now:
                 outcome.times["converted"], outcome.final = converted, "converted"
-                products = rng.sample(copy.CATALOG, rng.choice((1, 1, 2)))
+                products = products or rng.sample(copy.CATALOG, rng.choice((1, 1, 2)))
                 self.order(converted, products, {"utm_source": "chorus", "utm_medium": channel})
 
     def seen_at(self, delivered: datetime, in_hours: bool) -> datetime:

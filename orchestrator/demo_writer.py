@@ -25,13 +25,21 @@ from customers.models import (
     SuppressedIdentifier,
 )
 from orchestrator.demo import SimCustomer
-from orchestrator.demo_history import Rows, Simulator
+from orchestrator.demo_enrollments import JourneyPlan
+from orchestrator.demo_history import SOURCE, Rows, Simulator
 from orchestrator.demo_intelligence import finish_intelligence, write_intelligence
+from orchestrator.engine.models import Enrollment, EnrollmentStep
 
 CHUNK = 250  # people per flush: bounds memory, keeps each insert batch large
 _ADAPTED = (models.UUIDField,)
 EVENT_COLUMNS = ("customer", "name", "properties", "occurred_at", "received_at", "source", "source_message_id")
 TRANSITION_COLUMNS = ("message", "from_status", "to_status", "at", "detail")
+ENROLLMENT_COLUMNS = (
+    "journey", "version", "customer", "state", "current_node", "phase", "due_at", "waiting_for", "context", "holdout",
+    "trigger_key", "step_seq", "entered_at", "exited_at", "exit_reason", "converted_at", "conversion_value",
+    "conversion_event_id", "touch_sequence", "updated_at",
+)
+STEP_COLUMNS = ("enrollment", "journey_id", "version_id", "node_id", "kind", "outcome", "port", "detail", "message_id", "at")
 MESSAGE_STATE_TIMES = tuple(f.name for f in Message._meta.concrete_fields if f.name.endswith("_at") and f.name != "updated_at")
 
 
@@ -42,6 +50,7 @@ class SeedSummary:
     messages_by_channel: dict[str, int]
     transitions: int
     launch_customer_pk: int | None
+    enrollments_by_journey: dict[str, int]
 
 
 def insert_rows(model: type[models.Model], names: Sequence[str], rows: Iterable[Sequence]) -> None:
@@ -87,21 +96,27 @@ def write(rows: Rows) -> tuple[int, int, int]:
     SuppressedIdentifier.objects.bulk_create(list(rows.suppressions.values()), batch_size=1000, ignore_conflicts=True)
     ProfileUpdate.objects.bulk_create(rows.profile_updates, batch_size=1000)
     insert_rows(Event, EVENT_COLUMNS, ((e[0].pk, *e[1:]) for e in rows.events))
-    _write_messages(rows.messages)
+    _write_enrollments(rows.enrollments)
+    message_ids = _write_messages(rows.messages)
+    _write_steps(rows.enrollments, message_ids)
     transitions = sum(len(t) for _, t in rows.messages)
     return len(rows.events), len(rows.messages), transitions
 
 
-def _write_messages(messages: list[tuple[dict, list[tuple]]]) -> None:
+def _write_messages(messages: list[tuple[dict, list[tuple]]]) -> dict[str, int]:
+    """Messages and their transitions; returns message ids by idempotency key."""
     names = (
-        "public_id", "customer", "channel", "category", "template_name", "content", "node_id",
-        "status", "provider", "provider_message_id", "idempotency_key", "error", *MESSAGE_STATE_TIMES, "updated_at",
+        "public_id", "customer", "channel", "category", "template_name", "content", "journey_id",
+        "journey_version_id", "node_id", "enrollment_id", "status", "provider", "provider_message_id",
+        "idempotency_key", "error", *MESSAGE_STATE_TIMES, "updated_at",
     )
     insert_rows(
         Message,
         names,
         (
-            (m["public_id"], m["customer"].pk, m["channel"], m["category"], m["template_name"], m["content"], "",
+            (m["public_id"], m["customer"].pk, m["channel"], m["category"], m["template_name"], m["content"],
+             m.get("journey_id"), m.get("journey_version_id"), m.get("node_id", ""),
+             m["enrollment"].enrollment_id if "enrollment" in m else None,
              m["status"], m["provider"], m["provider_message_id"], m["idempotency_key"], m["error"],
              *(m.get(state) for state in MESSAGE_STATE_TIMES), m["updated_at"])
             for m, _ in messages
@@ -113,6 +128,64 @@ def _write_messages(messages: list[tuple[dict, list[tuple]]]) -> None:
         TRANSITION_COLUMNS,
         ((ids[m["idempotency_key"]], *t) for m, transitions in messages for t in transitions),
     )
+    return ids
+
+
+# --- journey enrollments (orchestrator.demo_enrollments) ------------------------------------------
+
+
+def _write_enrollments(enrollments: list[dict]) -> None:
+    """Enrollments as the engine leaves them, before their messages (which name them).
+    Event keys become ids here; message ids are filled in by ``_write_steps``."""
+    if not enrollments:
+        return
+    keys = [e["trigger"].key for e in enrollments] + [e["conversion"].key for e in enrollments if e["conversion"]]
+    event_ids = _event_ids(keys)
+    for e in enrollments:
+        e["trigger_key"] = f"event:{event_ids[e['trigger'].key]}"
+        e["context"] = {"event": {"name": e["trigger"].name, "properties": e["trigger"].properties},
+                        "event_id": event_ids[e["trigger"].key]}
+        if e["wait"]:
+            e["context"]["wait"] = e["wait"]
+        e["conversion_event_id"] = event_ids[e["conversion"].key] if e["conversion"] else None
+    insert_rows(Enrollment, ENROLLMENT_COLUMNS, (
+        (e["journey"], e["version"], e["customer"].pk, *(e[name] for name in ENROLLMENT_COLUMNS[3:-2]), [], e["updated_at"])
+        for e in enrollments
+    ))
+    found = Enrollment.objects.filter(
+        journey_id__in={e["journey"] for e in enrollments}, trigger_key__in=[e["trigger_key"] for e in enrollments]
+    ).values_list("journey_id", "trigger_key", "id")
+    ids = {(journey, key): pk for journey, key, pk in found}
+    for e in enrollments:
+        e["walk"].enrollment_id = ids[(e["journey"], e["trigger_key"])]
+
+
+def _write_steps(enrollments: list[dict], message_ids: dict[str, int]) -> None:
+    """The step log, and the touches (message ids now known) in context and touch_sequence."""
+    touched = []
+    for e in enrollments:
+        walk = e["walk"]
+        touches = [{"message_id": message_ids[t["message_key"]], "channel": t["channel"], "at": t["at"].isoformat()}
+                   for t in walk.touches]
+        if touches:
+            credited = [touch for touch, t in zip(touches, walk.touches, strict=True)
+                        if walk.conversion and t["at"] <= walk.conversion.at]
+            context = {**e["context"], "touches": touches, "last_message_id": touches[-1]["message_id"]}
+            touched.append(Enrollment(pk=walk.enrollment_id, context=context, touch_sequence=credited))
+    Enrollment.objects.bulk_update(touched, ["context", "touch_sequence"], batch_size=500)
+    insert_rows(EnrollmentStep, STEP_COLUMNS, (
+        (e["walk"].enrollment_id, e["journey"], e["version"], node, kind, outcome, port, detail,
+         message_ids[key] if key else None, at)
+        for e in enrollments for node, kind, outcome, port, detail, key, at in e["walk"].steps
+    ))
+
+
+def _event_ids(keys: list[str]) -> dict[str, int]:
+    ids: dict[str, int] = {}
+    for offset in range(0, len(keys), 2000):
+        batch = keys[offset : offset + 2000]
+        ids.update(Event.objects.filter(source=SOURCE, source_message_id__in=batch).values_list("source_message_id", "id"))
+    return ids
 
 
 def _ids_by_key(keys: list[str]) -> dict[str, int]:
@@ -123,12 +196,16 @@ def _ids_by_key(keys: list[str]) -> dict[str, int]:
     return ids
 
 
-def seed_population(population: list[SimCustomer], *, seed: int, now: datetime, days: int) -> SeedSummary:
-    """Simulate and save everyone's history, and the channel affinities and activity
-    profiles it implies (``demo_intelligence``). Call inside a transaction."""
-    simulator = Simulator(seed, now, days)
+def seed_population(
+    population: list[SimCustomer], *, seed: int, now: datetime, days: int, plans: dict[str, list[JourneyPlan]] | None = None
+) -> SeedSummary:
+    """Simulate and save everyone's history, their enrollments in the live journeys of
+    ``plans`` (``demo_enrollments``), and the channel affinities and activity profiles it
+    implies (``demo_intelligence``). Call inside a transaction."""
+    simulator = Simulator(seed, now, days, plans)
     events = transitions = 0
     by_channel: dict[str, int] = {}
+    by_journey: dict[str, int] = {}
     launch_pk = None
     for offset in range(0, len(population), CHUNK):
         rows = Rows()
@@ -136,10 +213,13 @@ def seed_population(population: list[SimCustomer], *, seed: int, now: datetime, 
             simulator.simulate(sim, rows)
         for message, _ in rows.messages:
             by_channel[message["channel"]] = by_channel.get(message["channel"], 0) + 1
+        for enrollment in rows.enrollments:
+            name = enrollment["walk"].plan.name
+            by_journey[name] = by_journey.get(name, 0) + 1
         written = write(rows)
         write_intelligence(rows, now=now)
         events, transitions = events + written[0], transitions + written[2]
         if offset == 0 and population[0].index == 0:
             launch_pk = rows.customers[0].pk
     finish_intelligence(now=now)
-    return SeedSummary(len(population), events, by_channel, transitions, launch_pk)
+    return SeedSummary(len(population), events, by_channel, transitions, launch_pk, by_journey)

@@ -30,6 +30,7 @@ from customers.models import (
 from customers.segments import do_save_segment
 from orchestrator.dashboards.rollups import do_rebuild_rollups
 from orchestrator.demo import generate_population
+from orchestrator.demo_enrollments import load_plans
 from orchestrator.demo_journeys import seed_journeys
 from orchestrator.demo_writer import SeedSummary, seed_population
 
@@ -135,10 +136,11 @@ class Command(BaseCommand):
                 if not options["reset"]:
                     raise CommandError("Customers already exist; use --reset to replace them with demo data.")
                 wipe_workspace()
-            population = generate_population(options["customers"], options["seed"])
-            summary = seed_population(population, seed=options["seed"], now=now, days=options["days"])
+            # Definitions first: the live journeys' past enrollments are drawn with the history.
             seed_segments()
             journeys = seed_journeys()
+            population = generate_population(options["customers"], options["seed"])
+            summary = seed_population(population, seed=options["seed"], now=now, days=options["days"], plans=load_plans())
             do_rebuild_rollups()  # the history was COPYed around the ledger's listeners
         self.report(summary, now, time.monotonic() - started)
         if journeys:
@@ -151,6 +153,8 @@ class Command(BaseCommand):
         out.write(f"  messages:    {sum(summary.messages_by_channel.values())} "
                   + ", ".join(f"{ch} {n}" for ch, n in sorted(summary.messages_by_channel.items())))
         out.write(f"  transitions: {summary.transitions}")
+        if summary.enrollments_by_journey:
+            out.write("  enrollments: " + ", ".join(f"{name} {n}" for name, n in sorted(summary.enrollments_by_journey.items())))
         if summary.launch_customer_pk is not None:
             path = reverse("customers:profile", args=[summary.launch_customer_pk])
             out.write(f"  launch-story customer (Maya Chen, cust_maya): {path}")

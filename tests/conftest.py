@@ -94,6 +94,19 @@ def make_user(db):
 
 
 @pytest.fixture
+def mara(make_user):
+    """The marketer who builds journeys in the editor and studio tests."""
+    return make_user(Role.MARKETER, username="mara")
+
+
+@pytest.fixture
+def marketer(client, mara):
+    """A test client signed in as mara (modules that define their own keep theirs)."""
+    client.force_login(mara)
+    return client
+
+
+@pytest.fixture
 def ingest_client(make_api_key):
     """An APIClient whose key holds only the ``ingest`` scope, with source label ``crm``."""
     _, clear = make_api_key(("ingest",), name="ingest-only", source="crm")

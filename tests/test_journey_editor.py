@@ -30,17 +30,6 @@ def frozen_clock():
 
 
 @pytest.fixture
-def mara(make_user):
-    return make_user(Role.MARKETER, username="mara")
-
-
-@pytest.fixture
-def marketer(client, mara):
-    client.force_login(mara)
-    return client
-
-
-@pytest.fixture
 def journey(mara) -> Journey:
     return do_create_journey(JourneyInput(name="Cart recovery"), mara)
 

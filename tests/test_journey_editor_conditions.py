@@ -13,23 +13,11 @@ from django.urls import reverse
 from customers.models import Segment
 from journeys.models import Journey
 from journeys.services import JourneyInput, do_create_journey, empty_graph
-from orchestrator.roles import Role
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HTTP_HX_REQUEST": "true"}
 VIP = {"type": "trait", "trait": "tier", "operator": "eq", "value": "vip"}
 BUYER = {"type": "event", "event": "Order Completed", "aggregate": "count", "operator": "gte", "value": 2, "within_days": 30}
-
-
-@pytest.fixture
-def mara(make_user):
-    return make_user(Role.MARKETER, username="mara")
-
-
-@pytest.fixture
-def marketer(client, mara):
-    client.force_login(mara)
-    return client
 
 
 def split_journey(mara, config: dict | None = None) -> Journey:

@@ -17,17 +17,6 @@ pytestmark = pytest.mark.django_db
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
 
-@pytest.fixture
-def mara(make_user):
-    return make_user(Role.MARKETER, username="mara")
-
-
-@pytest.fixture
-def marketer(client, mara):
-    client.force_login(mara)
-    return client
-
-
 def names(response) -> list[str]:
     return re.findall(r'class="row-link" href="[^"]+">([^<]+)</a>', response.content.decode())
 

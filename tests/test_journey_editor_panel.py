@@ -12,21 +12,9 @@ from django.urls import reverse
 
 from journeys.models import Journey
 from journeys.services import JourneyInput, do_create_journey, empty_graph
-from orchestrator.roles import Role
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HTTP_HX_REQUEST": "true"}
-
-
-@pytest.fixture
-def mara(make_user):
-    return make_user(Role.MARKETER, username="mara")
-
-
-@pytest.fixture
-def marketer(client, mara):
-    client.force_login(mara)
-    return client
 
 
 def journey_with(mara, *nodes: dict, category: str = "marketing") -> Journey:

@@ -12,22 +12,10 @@ from customers.models import Customer
 from journeys.models import Journey, JourneyStatus
 from journeys.services import JourneyInput, do_create_journey, do_update_journey
 from orchestrator.engine.models import Enrollment, EnrollmentState
-from orchestrator.roles import Role
 from tests.journey_factories import linear_graph, make_live_journey, node
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HTTP_HX_REQUEST": "true"}
-
-
-@pytest.fixture
-def mara(make_user):
-    return make_user(Role.MARKETER, username="mara")
-
-
-@pytest.fixture
-def marketer(client, mara):
-    client.force_login(mara)
-    return client
 
 
 def publish(client, journey: Journey, **data):

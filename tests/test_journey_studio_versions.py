@@ -32,17 +32,6 @@ def frozen_clock():
         yield
 
 
-@pytest.fixture
-def mara(make_user):
-    return make_user(Role.MARKETER, username="mara")
-
-
-@pytest.fixture
-def marketer(client, mara):
-    client.force_login(mara)
-    return client
-
-
 def v2_graph() -> dict:
     graph = cart_recovery_graph()
     graph["nodes"][1]["config"]["amount"] = 30

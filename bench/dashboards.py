@@ -182,13 +182,11 @@ def empty_tables() -> None:
     from journeys.models import Journey
     from orchestrator.dashboards.models import (
         CustomerDay,
-        CustomerJourneys,
         MixCount,
         PressureBucket,
     )
 
-    tables = [m._meta.db_table for m in (Customer, Message, Journey, CustomerDay, PressureBucket, MixCount,
-                                         CustomerJourneys)]
+    tables = [m._meta.db_table for m in (Customer, Message, Journey, CustomerDay, PressureBucket, MixCount)]
     with connection.cursor() as cursor:
         cursor.execute(f"TRUNCATE {', '.join(connection.ops.quote_name(t) for t in tables)} RESTART IDENTITY CASCADE")
 
@@ -304,25 +302,10 @@ def make_enrollments(n: int, rng, customers, journeys, now) -> None:
             yield (f"{journey}\t{version}\t{rng.choice(customers)}\t{state}\t{node}\t{due}\tbench-{i}\t{entered}"
                    f"\t{'t' if rng.random() < 0.05 else 'f'}")
 
-    # The overlap rollup's trigger is off while the table has no indexes to read it by;
-    # rebuild_customer_journeys recounts it afterwards (with the other rollups).
-    with without_indexes(Enrollment), triggers_disabled(Enrollment):
+    with without_indexes(Enrollment):
         copy(Enrollment, ["journey", "version", "customer", "state", "current_node", "due_at", "trigger_key",
                           "entered_at", "holdout"], lines(), now)
 
-
-@contextmanager
-def triggers_disabled(model):
-    from django.db import connection
-
-    table = connection.ops.quote_name(model._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
-    try:
-        yield
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
 
 
 SETTLED_KEY = "bench-settled-"
@@ -337,7 +320,7 @@ def has_settled_messages() -> bool:
 def make_settled_enrollments(n: int, rng, customers, journeys, now) -> None:
     """Exited enrollments for measurement (a quarter converted, 5 % holdout), then each
     one's own 1 to 4 sent messages between its entry and its exit: what touch sequences
-    group and attribution credits. Exited rows never fire the overlap rollup's trigger."""
+    group and attribution credits."""
     from orchestrator.engine.models import Enrollment
 
     def lines():

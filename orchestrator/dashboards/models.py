@@ -88,15 +88,3 @@ class BounceCount(models.Model):
     def __str__(self) -> str:
         return f"{self.day} {self.channel} {self.category}: {self.count} bounced"
 
-
-class CustomerJourneys(models.Model):
-    """The live journeys (enrolled, not exited) a customer is inside, when two or more:
-    what the journey overlap panel groups by. Kept exact by a PostgreSQL trigger on the
-    enrollments (``overlap_rollup``), whatever writes them; absent on SQLite, where the
-    panel reads the enrollments themselves."""
-
-    customer_id = models.BigIntegerField(primary_key=True)
-    journeys = models.TextField()  # journey ids, ascending, comma-separated: "3,8,12"
-
-    def __str__(self) -> str:
-        return f"customer {self.customer_id} inside journeys {self.journeys}"

@@ -244,11 +244,9 @@ def do_rebuild_rollups() -> RollupState | None:
     """Replace every rollup with a recount of the ledger (after a bulk import, or to fold
     the appended deltas). Locks the ledger against moves meanwhile, so nothing is lost."""
     if connection.vendor == "postgresql":
-        from orchestrator.dashboards.overlap_rollup import rebuild_customer_journeys
         from orchestrator.dashboards.rebuild_sql import rebuild_in_database
 
         rebuild_in_database()
-        rebuild_customer_journeys()
         return None
     state = recount()
     _replace(state)

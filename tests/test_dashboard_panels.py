@@ -264,3 +264,19 @@ def test_journey_overlap_counts_customers_in_several_live_journeys_and_the_pairs
     assert marketing.pairs == (("Welcome", "Win back", 2),)
     focused = overlap.load(Filters(**{**PERIOD.__dict__, "journey_id": receipts.pk}), NOW)
     assert focused.pairs == (("Welcome", "Receipts", 1), ("Win back", "Receipts", 1))
+
+
+def test_journey_overlap_counts_a_journey_once_and_past_the_first_mask_of_63_journeys(people):
+    """Each live journey is a bit of a 63-bit mask: journeys 64 and on fall in a second
+    mask, and two live enrollments of one person in one journey are one journey."""
+    ada, bob, cy = people
+    many = [Journey.objects.create(name=f"J{n:02d}", status=JourneyStatus.LIVE) for n in range(70)]
+    first, last, middle = many[0], many[69], many[40]
+    for journey, customer, key in [(first, ada, "a"), (last, ada, "a"), (last, ada, "again"), (first, bob, "b"),
+                                   (middle, bob, "b"), (last, bob, "b"), (last, cy, "c"), (last, cy, "c2")]:
+        enrol(journey, make_version(journey, GRAPH) if not journey.live_version_id else journey.live_version,
+              customer, "wait", NOW + H, key=key)
+        journey.refresh_from_db()
+    data = overlap.load(PERIOD, NOW)
+    assert data.in_several == (("2", 1), ("3", 1), ("4", 0), ("5+", 0))
+    assert data.pairs == (("J00", "J69", 2), ("J00", "J40", 1), ("J40", "J69", 1))

@@ -95,6 +95,12 @@ class Enrollment(models.Model):
                 condition=Q(due_at__isnull=False, holdout=False) & ~Q(state="exited"),
                 name="enrollment_upcoming_idx",
             ),
+            # The cadence dashboard's journey overlap: who is inside which journeys, read
+            # index-only in customer order (panels.overlap).
+            models.Index(
+                fields=["customer", "journey"], condition=Q(state__in=["active", "waiting"]),
+                name="enrollment_inside_idx",
+            ),
             # Measurement: a journey's conversions, latest first.
             models.Index(
                 fields=["journey", "converted_at"], condition=Q(converted_at__isnull=False),

@@ -17,6 +17,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from customers import hooks
 from customers.enums import (
     BLOCKING_CONSENT,
     CHANNEL_WIDE_CONSENT,
@@ -347,6 +348,7 @@ def do_erase_customer(customer: Customer) -> None:
     for consent in Consent.objects.filter(customer=customer, category=Category.MARKETING, status__in=person_blocks):
         _record_suppression(customer, consent.channel, consent.status, "kept at erasure")
     _scrub_admin_log(customer)
+    hooks.customer_erasing(customer.pk)
     customer.delete()
 
 

@@ -58,3 +58,12 @@ def messages_moved(moves: list[MessageMove]) -> None:
         return
     for path in getattr(settings, "CHORUS_MESSAGE_LISTENERS", ()):
         _listener(path)(moves)
+
+
+def customer_erasing(customer_id: int) -> None:
+    """Called by ``do_erase_customer`` inside its transaction, just before the customer and
+    everything of theirs (their messages too) are deleted: each listener
+    (settings.CHORUS_ERASURE_LISTENERS) takes out what it derived from them, and commits
+    or rolls back with the erasure."""
+    for path in getattr(settings, "CHORUS_ERASURE_LISTENERS", ()):
+        _listener(path)(customer_id)

@@ -209,6 +209,9 @@ CHORUS_MESSAGE_LISTENERS = [
     "orchestrator.engine.fallback.on_messages_moved",
     "orchestrator.dashboards.rollups.on_messages_moved",  # the cadence dashboard's counts
 ]
+# Called by customers.consent.do_erase_customer, inside its transaction, with the id of the
+# customer about to be deleted with their messages.
+CHORUS_ERASURE_LISTENERS = ["orchestrator.dashboards.rollups.on_customer_erasing"]
 # Called after commit with a message id when a receipt, a tracked open or click, or the
 # in-app inbox records an engagement: wakes journeys waiting on it.
 CHORUS_ENGAGEMENT_LISTENERS = ["orchestrator.engine.events.on_message_engagement"]

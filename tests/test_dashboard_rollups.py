@@ -18,6 +18,7 @@ from channels_app.ledger import (
     queue_many,
     record_sent_many,
 )
+from customers.consent import do_erase_customer
 from customers.models import Customer
 from orchestrator.dashboards.models import CustomerDay, MixCount, PressureBucket
 from orchestrator.dashboards.rollups import recount, stored_state
@@ -109,6 +110,23 @@ def test_rollups_equal_a_recount_after_a_mixed_sequence_of_sends_and_moves(peopl
     week = MON.date()
     weekly = {k[4]: n for k, n in state.pressure.items() if k[:4] == ("w", week, "", "")}
     assert weekly == {3: 1, 1: 1, 2: 1}
+
+
+def test_erasing_a_customer_takes_their_messages_out_of_every_rollup(people):
+    ada, bob, _ = people
+    for i in range(3):
+        send(ada, "email", MON + i * HOUR, key=f"a{i}", journey_id=7)
+    send(ada, "sms", MON + 2 * DAY, key="a-sms", category="transactional")
+    do_transition_message(send(ada, "email", MON, key="a-bounce"), "bounced", at=MON + HOUR)
+    send(bob, "email", MON, key="b", journey_id=7)
+    do_transition_message(send(bob, "push", MON, key="b-bounce"), "bounced", at=MON + HOUR)
+    do_erase_customer(ada)
+    state = stored_state()
+    assert state == recount()
+    assert state.customer_days == {(bob.pk, MON.date()): 1}
+    assert state.mix == {(MON.date(), "email", "marketing", 7): 1}
+    assert state.bounces == {(MON.date(), "push", "marketing"): 1}
+    assert {k[4]: n for k, n in state.pressure.items() if k[:4] == ("d", MON.date(), "", "")} == {1: 1}
 
 
 def test_sends_in_one_batch_count_each_customer_once_per_span(people):

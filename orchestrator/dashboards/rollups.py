@@ -15,9 +15,11 @@ fallback (a receipt that outran "sent") touches a message row after them, so a d
 needs a second receipt for that very message at that moment, and PostgreSQL then fails one
 of the two transactions (the delivery or webhook retries it).
 
-Writes that bypass the ledger leave the rollups behind until ``rebuild_dashboard_rollups``:
-a bulk COPY (the demo seed rebuilds them itself) and a customer's erasure, whose messages
-go with the customer row.
+A customer's erasure deletes their messages with the customer row, outside the ledger:
+``on_customer_erasing`` (settings.CHORUS_ERASURE_LISTENERS) takes them out of every rollup
+in the same transaction, under the customer's advisory lock. Only writes that bypass both,
+a bulk COPY (the demo seed rebuilds the rollups itself) or a raw delete, leave the rollups
+behind until ``rebuild_dashboard_rollups``.
 """
 
 from __future__ import annotations
@@ -82,12 +84,33 @@ def on_messages_moved(moves: list[MessageMove]) -> None:
         live.announce_change()
 
 
-def _add_bounces(message_ids: list[int]) -> None:
+def on_customer_erasing(customer_id: int) -> None:
+    """The customer's messages are about to go with them: take every one out of the rollups."""
+    _lock_customers({customer_id})
+    messages = Message.objects.filter(customer_id=customer_id)
+    changes = [
+        ((customer_id, utc_day(queued_at), channel, category, journey_id or 0), -1)
+        for queued_at, channel, category, journey_id in messages.filter(status__in=list(COUNTED)).values_list(
+            "queued_at", "channel", "category", "journey_id"
+        )
+    ]
+    bounced = list(messages.filter(status=S.BOUNCED).values_list("pk", flat=True))
+    if changes:
+        _add_mix(changes)
+        _add_pressure(changes, Counter())  # none of theirs counts afterwards
+    CustomerDay.objects.filter(customer_id=customer_id).delete()
+    if bounced:
+        _add_bounces(bounced, -1)
+    if changes or bounced:
+        live.announce_change()
+
+
+def _add_bounces(message_ids: list[int], sign: int = 1) -> None:
     totals: Counter[tuple] = Counter()
     for queued_at, channel, category in Message.objects.filter(pk__in=message_ids).values_list(
         "queued_at", "channel", "category"
     ):
-        totals[(utc_day(queued_at), channel, category)] += 1
+        totals[(utc_day(queued_at), channel, category)] += sign
     BounceCount.objects.bulk_create(
         BounceCount(day=k[0], channel=k[1], category=k[2], count=n) for k, n in sorted(totals.items())
     )

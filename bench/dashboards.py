@@ -67,7 +67,7 @@ RULES = [("3 marketing a day", "defer"), ("8 a week", "defer"), ("1 SMS a day", 
          ("quiet hours sms", "defer"), ("quiet hours push", "defer"), ("consent", "suppress"), ("priority", "defer")]
 OPT_OUT_STATUSES = ["opted_out", "unsubscribed", "stopped", "complained"]
 RUNS = 15
-MEASURE_RUNS = 5  # attribution across every journey takes seconds: fewer runs
+MEASURE_RUNS = 5  # the measurement page is read less often than the dashboard: fewer runs
 
 
 def graph(n: int) -> dict:

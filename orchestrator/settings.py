@@ -121,6 +121,10 @@ if _database_url:
     _default_db["CONN_HEALTH_CHECKS"] = True
     if _default_db["ENGINE"].endswith("postgresql"):
         _default_db["TEST"] = {"NAME": env_str("TEST_DATABASE_NAME", f"test_{_default_db['NAME']}")}
+        # No JIT: it compiles the measurement and dashboard queries (costed high, run in
+        # 0.1-0.3 s) for 0.5 s or more before running them, and no query here runs long
+        # enough to win it back (attribution across journeys: 250 ms without, 840 with).
+        _default_db["OPTIONS"]["options"] = f"{_default_db['OPTIONS'].get('options', '')} -c jit=off".strip()
         # Under ASGI each request's sync code runs on its own thread, so Django's
         # persistent per-thread connections leak (one per request until the server hits
         # max_connections). A psycopg pool per process hands connections back instead.

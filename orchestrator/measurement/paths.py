@@ -14,13 +14,11 @@ from datetime import timedelta
 from django.db.models import Q
 
 from channels_app.models import Message
-from customers.enums import Category
 from customers.models import Event
 from journeys.models import Journey
 from orchestrator.engine.models import Enrollment
-from orchestrator.measurement.attribution import window
-from orchestrator.measurement.credit import Model, shares
-from orchestrator.measurement.ledger import touch_filter
+from orchestrator.measurement.credit import Model
+from orchestrator.measurement.ledger import conversion_credits, touch_filter
 
 
 @dataclass(frozen=True)
@@ -53,7 +51,7 @@ def conversion_path(enrollment: Enrollment, lookback: timedelta, half_life: time
     messages = list(
         Message.objects.filter(wanted, customer_id=enrollment.customer_id).order_by("queued_at", "id")
     )
-    credited = _credits(messages, enrollment, lookback, half_life)
+    credited = conversion_credits(enrollment, lookback, half_life)
     names = dict(Journey.objects.filter(pk__in={m.journey_id for m in messages}).values_list("pk", "name"))
     touches = [
         PathTouch(m, names.get(m.journey_id, "") if m.journey_id else "", m.enrollment_id == enrollment.pk, credited.get(m.pk))
@@ -61,16 +59,3 @@ def conversion_path(enrollment: Enrollment, lookback: timedelta, half_life: time
     ]
     event = Event.objects.filter(pk=enrollment.conversion_event_id).first() if enrollment.conversion_event_id else None
     return ConversionPath(enrollment, event, touches, lookback, half_life)
-
-
-def _credits(messages: list[Message], enrollment: Enrollment, lookback: timedelta, half_life: timedelta) -> dict[int, dict[Model, float]]:
-    """Message id -> each model's share, for the messages the attribution credits."""
-    if enrollment.converted_at is None or enrollment.holdout:
-        return {}
-    candidates = sorted(
-        (m for m in messages if m.sent_at is not None and (m.journey_id is not None or m.category == Category.MARKETING)),
-        key=lambda m: (m.sent_at, m.pk),
-    )
-    found = window(candidates, [m.sent_at for m in candidates], enrollment.converted_at, lookback)
-    by_model = shares([m.sent_at for m in found], enrollment.converted_at, half_life)
-    return {m.pk: {model: split[i] for model, split in by_model.items()} for i, m in enumerate(found)}

@@ -129,6 +129,14 @@ class FirstSend:
     result: DispatchResult
     channel: str
     refusals: dict[str, str]
+    # The channels only held back (quiet hours, a yield, a cap that waits), in order, each
+    # with the moment the governor would let it go: nothing was written for them.
+    deferred: dict[str, datetime] = field(default_factory=dict)
+
+    @property
+    def used(self) -> bool:
+        """A channel was queued (or its key already had a message)."""
+        return self.result.outcome in (Outcome.QUEUED, Outcome.DUPLICATE)
 
 
 def dispatch_first(requests: Iterable[SendRequest]) -> FirstSend:
@@ -136,15 +144,18 @@ def dispatch_first(requests: Iterable[SendRequest]) -> FirstSend:
     ordered channel list. A refused one (suppressed or deferred) hands over to the next.
     Must run inside a transaction; ``requests`` must not be empty."""
     refusals: dict[str, str] = {}
+    deferred: dict[str, datetime] = {}
     last = None
     for request in requests:
-        last = FirstSend(dispatch(request), request.channel, dict(refusals))
-        if last.result.outcome in (Outcome.QUEUED, Outcome.DUPLICATE):
+        last = FirstSend(dispatch(request), request.channel, dict(refusals), dict(deferred))
+        if last.used:
             return last
         refusals[request.channel] = last.result.reason
+        if last.result.outcome == Outcome.DEFERRED and last.result.until is not None:
+            deferred[request.channel] = last.result.until
     if last is None:
         raise ValueError("dispatch_first() needs at least one send")
-    return replace(last, refusals=refusals)
+    return replace(last, refusals=refusals, deferred=deferred)
 
 
 def refuse(request: SendRequest, reason: str, *, rule: str) -> DispatchResult:

@@ -8,10 +8,13 @@ import threading
 import pytest
 import time_machine
 from django.db import connection
+from django_q.models import Schedule
 from rest_framework.test import APIClient
 
 from channels_app.models import Message, OutboxMessage
+from customers.models import Customer
 from orchestrator.api.idempotency import IdempotentRequest
+from orchestrator.api.messages import release_held_send
 from orchestrator.roles import Role
 from tests.api_factories import customer, opted_in
 
@@ -55,6 +58,7 @@ def test_sends_a_rendered_transactional_sms_now(api_client, ada, django_capture_
     # The response is written as the transaction commits; delivery runs right after.
     assert response.json() == {
         "id": str(message.public_id), "channel": "sms", "status": "queued", "refusals": {}, "fallbacks": [],
+        "held_until": None,
     }
     assert message.status == "sent"
     assert (message.category, message.content) == ("transactional", {"body": "Order A-17 shipped, Ada"})
@@ -183,6 +187,38 @@ def test_the_governor_holds_back_marketing_but_not_transactional(api_client, ada
 
     assert (first.json()["status"], second.json()["status"], receipt.json()["status"]) == ("queued", "suppressed", "queued")
     assert list(second.json()["refusals"]) == ["sms"]
+
+
+@pytest.mark.governed
+def test_a_send_held_by_quiet_hours_goes_when_they_end_and_the_response_then_shows_it(
+    api_client, ada, django_capture_on_commit_callbacks
+):
+    """21:00 in Tokyo at T0: the marketing SMS waits for 08:00 there (the default policy's
+    quiet hours) instead of being dropped, and goes once."""
+    Customer.objects.filter(pk=ada.pk).update(timezone="Asia/Tokyo")
+    opted_in(ada, "sms")
+    promo = {**ORDER, "category": "marketing", "content": {"sms": {"body": "20% off. Reply STOP to opt out"}}}
+    response = post(api_client, promo, key="promo-1")
+    morning = dt.datetime(2026, 11, 2, 23, 0, tzinfo=dt.UTC)  # 08:00 in Tokyo
+    assert response.status_code == 201
+    assert response.json() == {"id": None, "channel": "sms", "status": "deferred", "held_until": morning.isoformat(),
+                               "refusals": {"sms": response.json()["refusals"]["sms"]}, "fallbacks": []}
+    assert "quiet hours" in response.json()["refusals"]["sms"]
+    assert not Message.objects.exists()
+    (schedule,) = Schedule.objects.filter(func="orchestrator.api.messages.release_held_send")
+    assert schedule.next_run == morning
+
+    with time_machine.travel(morning, tick=False):
+        for _ in range(2):  # django-q2 runs it; a duplicated run sends nothing more
+            with django_capture_on_commit_callbacks(execute=True):
+                release_held_send(*eval(schedule.args))
+        replay = post(api_client, promo, key="promo-1")
+
+    message = Message.objects.get()
+    assert (message.channel, message.status, OutboxMessage.objects.count()) == ("sms", "sent", 1)
+    assert replay.status_code == 200
+    assert {k: replay.json()[k] for k in ("id", "status", "held_until")} == {
+        "id": str(message.public_id), "status": "queued", "held_until": None}
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="needs concurrent connections")

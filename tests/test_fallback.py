@@ -28,6 +28,7 @@ from customers.hooks import MessageMove
 from customers.models import ContactPoint, Customer
 from journeys.models import Journey
 from orchestrator.api.idempotency import IdempotentRequest
+from orchestrator.api.messages import release_held_send
 from orchestrator.engine.control import trigger
 from orchestrator.engine.fallback import fall_back, on_messages_moved, retry_fallback
 from orchestrator.engine.models import Enrollment, EnrollmentStep
@@ -307,6 +308,7 @@ def test_an_api_send_whose_push_is_gone_falls_back_to_sms_once(
     assert IdempotentRequest.objects.get().fallbacks == [{
         "failed": {"id": str(push.public_id), "channel": "push", "reason": reason},
         "id": str(sms.public_id), "channel": "sms", "status": "queued", "refusals": {}, "at": T0.isoformat(),
+        "held_until": None,
     }]
 
 
@@ -320,10 +322,11 @@ def test_a_replay_and_the_customers_message_history_show_the_fallback(api_client
     push, sms = Message.objects.filter(customer=ada).order_by("pk")
     assert again.status_code == 200
     assert again.json() == {
-        "id": str(push.public_id), "channel": "push", "status": "queued", "refusals": {},
+        "id": str(push.public_id), "channel": "push", "status": "queued", "refusals": {}, "held_until": None,
         "fallbacks": [{
             "failed": {"id": str(push.public_id), "channel": "push", "reason": "push subscription gone (410 Gone); disabled"},
             "id": str(sms.public_id), "channel": "sms", "status": "queued", "refusals": {}, "at": T0.isoformat(),
+            "held_until": None,
         }],
     }
     assert first.json()["fallbacks"] == []  # in this test, delivery runs after the response
@@ -350,3 +353,38 @@ def test_an_api_send_on_one_channel_has_nothing_to_fall_back_to(api_client, ada,
 
     assert list(Message.objects.filter(customer=ada).values_list("channel", "status")) == [("push", "failed")]
     assert (texts(twilio_api), IdempotentRequest.objects.get().fallbacks) == ([], [])
+
+
+@pytest.mark.governed
+def test_an_api_fallback_held_by_quiet_hours_is_sent_when_they_end_once(
+    api_client, ada, twilio_api, django_capture_on_commit_callbacks
+):
+    GovernorSettings.objects.update_or_create(
+        pk=GovernorSettings.SINGLETON_PK, defaults={"min_spacing_minutes": 0, "fallback_timezone": "UTC"})
+    FrequencyRule.objects.all().delete()
+    QuietHoursRule.objects.all().delete()
+    QuietHoursRule.objects.create(channel="sms", start=dt.time(14, 0), end=dt.time(18, 0))
+    forget_policy()
+    promo = {"customer": "ada", "channels": ["push", "sms"], "category": "marketing",
+             "content": {"push": CONTENT["push"], "sms": CONTENT["sms"]}}
+    with time_machine.travel(T0, tick=False), django_capture_on_commit_callbacks(execute=True):
+        post_order(api_client, "promo-1", promo)  # the push answers 410; the SMS is in quiet hours
+    assert not Message.objects.filter(customer=ada, channel="sms").exists()
+    (entry,) = IdempotentRequest.objects.get().fallbacks
+    assert (entry["id"], entry["channel"], entry["status"], entry["held_until"]) == (
+        None, "sms", "deferred", "2026-03-04T18:00:00+00:00")
+    (schedule,) = Schedule.objects.filter(func="orchestrator.api.messages.release_held_send")
+    assert schedule.next_run == dt.datetime(2026, 3, 4, 18, 0, tzinfo=dt.UTC)
+
+    for _ in range(2):  # what django-q2 runs then; a second run (a duplicated task) sends nothing
+        with time_machine.travel(schedule.next_run, tick=False), django_capture_on_commit_callbacks(execute=True):
+            release_held_send(*eval(schedule.args))
+
+    (text,) = texts(twilio_api)
+    assert text["Body"] == "Acme: the blue kettle is back, Ada. Reply STOP to opt out"
+    sms = Message.objects.get(customer=ada, channel="sms")
+    assert sms.transitions.order_by("pk").first().detail == "held back by the frequency governor, released"
+    (entry,) = IdempotentRequest.objects.get().fallbacks
+    assert (entry["id"], entry["channel"], entry["status"], entry["held_until"]) == (str(sms.public_id), "sms", "queued", None)
+    replay = post_order(api_client, "promo-1", promo).json()
+    assert replay["fallbacks"][0]["id"] == str(sms.public_id)

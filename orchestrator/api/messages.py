@@ -9,6 +9,11 @@ message that later fails for good (a push subscription gone, an invalid number) 
 to the channels after it too, once (orchestrator.engine.fallback); `fallbacks` lists each
 such hand-over, in this response and its replays.
 
+When no channel can be used now but some are only held back (quiet hours, or a
+higher-priority send due at the same moment), nothing is lost: ``held_until`` says when
+those channels are tried again, in order, by a one-off django-q2 schedule
+(``release_held_send``); the response and its replays then show the message sent.
+
 An ``Idempotency-Key`` header makes retries safe: the same key and body replay the first
 response (200, ``Idempotent-Replayed: true``) and send nothing; the same key with another
 body is a 409. Access: scope ``manage`` (API key) or ``journeys.edit`` (signed-in user).
@@ -17,6 +22,7 @@ body is a 409. Access: scope ``manage`` (API key) or ``journeys.edit`` (signed-i
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import datetime
 
 from django.db import IntegrityError, transaction
@@ -35,7 +41,7 @@ from customers.models import Customer
 from orchestrator.api.idempotency import IdempotentRequest, request_hash
 from orchestrator.api_errors import error_response
 from orchestrator.api_keys import api_access
-from orchestrator.dispatch import FirstSend, SendRequest, dispatch_first
+from orchestrator.dispatch import FirstSend, Outcome, SendRequest, dispatch_first
 from orchestrator.models import ApiKey, ApiScope
 from orchestrator.roles import Capability
 from orchestrator.schema import EnumChoiceField
@@ -76,6 +82,10 @@ class FallbackSerializer(serializers.Serializer):
     status = serializers.CharField(help_text="Its status when it was written: queued, suppressed or deferred.")
     refusals = serializers.DictField(child=serializers.CharField())
     at = serializers.DateTimeField()
+    held_until = serializers.DateTimeField(
+        allow_null=True, required=False,
+        help_text="Deferred: when the held channels are tried again (then id and status show that send).",
+    )
 
 
 class SentMessageSerializer(serializers.Serializer):
@@ -83,6 +93,11 @@ class SentMessageSerializer(serializers.Serializer):
     channel = serializers.CharField(allow_null=True)
     status = serializers.CharField(help_text="queued, sent, suppressed, deferred, failed, unknown…")
     refusals = serializers.DictField(child=serializers.CharField(), help_text="Why each channel tried before was not used.")
+    held_until = serializers.DateTimeField(
+        allow_null=True,
+        help_text="Set when no channel could be used now but some were held back (quiet hours): when they are tried"
+        " again, in order. Once that has happened, id, channel and status show that send and this is null.",
+    )
     fallbacks = FallbackSerializer(many=True, help_text="Each time a message failed for good and the next channel was tried.")
 
 
@@ -171,15 +186,65 @@ def _send(record: IdempotentRequest, customer: Customer, body: dict, rendered: d
     with transaction.atomic():
         record.save(force_insert=True)
         first = dispatch_first(send_requests(record))
+        held_until = hold(record, first)
         # Stored before commit, so a replay in the moment before the update below has it.
-        record.response_status, record.response_body = status.HTTP_201_CREATED, _representation(first)
+        record.response_status, record.response_body = status.HTTP_201_CREATED, _representation(first, held_until)
         record.save(update_fields=["response_status", "response_body"])
     # After commit the delivery has run (and any fallback it caused): keep the response
     # the caller sees, for replays.
-    data = _representation(first)
+    data = _representation(first, held_until)
     IdempotentRequest.objects.filter(pk=record.pk).update(response_body=data)
     record.refresh_from_db(fields=["fallbacks"])
     return Response({**data, "fallbacks": record.fallbacks}, status=status.HTTP_201_CREATED)
+
+
+RELEASE_FUNC = "orchestrator.api.messages.release_held_send"
+
+
+def hold(record: IdempotentRequest, first: FirstSend, *, after_failure: str = "") -> datetime | None:
+    """No channel was used but some were only held back: schedule them to be tried again,
+    in order, at the earliest moment the governor gave (a one-off django-q2 schedule, in
+    the caller's transaction). ``after_failure``: the public id of the failed message
+    whose fallback this was. Returns that moment, or None when nothing is held."""
+    if first.used or not first.deferred:
+        return None
+    from django_q.models import Schedule
+
+    at = min(first.deferred.values())
+    Schedule.objects.create(
+        name=f"held send {record.pk}"[:100], func=RELEASE_FUNC,
+        args=repr((record.pk, list(first.deferred), after_failure)), schedule_type=Schedule.ONCE, next_run=at,
+    )
+    return at
+
+
+def release_held_send(record_id: int, channels: list[str], after_failure: str = "", at: datetime | None = None) -> str:
+    """Try a request's held channels again, in order (a django-q2 task; ``at`` for tests).
+    Their keys are the request's own, so a second run sends nothing twice; still held →
+    held again."""
+    with transaction.atomic():
+        record = IdempotentRequest.objects.select_for_update().filter(pk=record_id).first()
+        if record is None or not record.send:
+            return "nothing to do"
+        requests = [
+            replace(r, detail="held back by the frequency governor, released") for r in send_requests(record, at=at)
+            if r.channel in channels
+        ]
+        if not requests:
+            return "nothing to do"
+        first = dispatch_first(requests)
+        if first.result.outcome == Outcome.DUPLICATE:  # released already (a duplicated task)
+            return first.result.outcome.value
+        result = _representation(first, hold(record, first, after_failure=after_failure))
+        if after_failure:
+            for entry in record.fallbacks:
+                if entry["failed"]["id"] == after_failure:
+                    entry.update({key: result[key] for key in ("id", "channel", "status", "refusals", "held_until")})
+            record.save(update_fields=["fallbacks"])
+        else:
+            record.response_body = result
+            record.save(update_fields=["response_body"])
+    return first.result.outcome.value
 
 
 def send_key(owner: str, key: str) -> str:
@@ -210,11 +275,17 @@ def _with_fallbacks(record: IdempotentRequest) -> dict:
     return {**record.response_body, "fallbacks": record.fallbacks}
 
 
-def _representation(first: FirstSend) -> dict:
+def _representation(first: FirstSend, held_until: datetime | None = None) -> dict:
     """The first result: the message that was queued (or the last refused), and why each
-    channel before it was not used."""
+    channel before it was not used; when channels are held, the first of them, deferred
+    until ``held_until``."""
     result, refusals = first.result, first.refusals
+    held = {"held_until": held_until.isoformat() if held_until else None}
+    if held_until is not None:
+        return {"id": None, "channel": next(iter(first.deferred)), "status": MessageStatus.DEFERRED.value,
+                "refusals": refusals, **held}
     message = Message.objects.filter(pk=result.message_id).values("public_id", "status").first() if result.message_id else None
     if message is None:  # deferred: nothing was written
-        return {"id": None, "channel": first.channel, "status": MessageStatus.DEFERRED.value, "refusals": refusals}
-    return {"id": str(message["public_id"]), "channel": first.channel, "status": message["status"], "refusals": refusals}
+        return {"id": None, "channel": first.channel, "status": MessageStatus.DEFERRED.value, "refusals": refusals, **held}
+    return {"id": str(message["public_id"]), "channel": first.channel, "status": message["status"], "refusals": refusals,
+            **held}

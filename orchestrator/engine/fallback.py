@@ -33,7 +33,9 @@ content. The channels after the failed one are dispatched as the request itself 
 first that is not refused is used), under the request's own keys, so at most once; the
 request's row is locked meanwhile and its ``fallbacks`` record each hand-over (the API's
 response and replays show them), and the new message's first transition says why it was
-written (the customer's message history shows it).
+written (the customer's message history shows it). When every channel after the failed
+one is only held back (quiet hours), they are tried again when the governor lets them go
+(``api.messages.hold``), and the hand-over's entry then shows that send.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ from journeys.graph import nodes_by_id
 from journeys.models import JourneyStatus
 from journeys.nodes import BEST_CHANNEL, NodeKind, send_channels
 from orchestrator.api.idempotency import IdempotentRequest
-from orchestrator.api.messages import ENDPOINT, send_requests
+from orchestrator.api.messages import ENDPOINT, hold, send_requests
 from orchestrator.dispatch import (
     DispatchResult,
     FirstSend,
@@ -242,9 +244,19 @@ def _fall_back_api(failed: Message, now: datetime) -> DispatchResult | None:
     if not requests:
         return None
     first = dispatch_first(requests)
-    record.fallbacks.append(_fallback_entry(failed, _why(failed), first, now))
+    held_until = hold(record, first, after_failure=str(failed.public_id))
+    record.fallbacks.append({**_fallback_entry(failed, _why(failed), first, now), **_held(first, held_until)})
     record.save(update_fields=["fallbacks"])
     return first.result
+
+
+def _held(first: FirstSend, held_until: datetime | None) -> dict:
+    """Every channel after the failed one held back (quiet hours): the first of them, and
+    when they are tried again (``api.messages.release_held_send`` updates this entry)."""
+    if held_until is None:
+        return {"held_until": None}
+    return {"channel": next(iter(first.deferred)), "id": None, "status": MessageStatus.DEFERRED.value,
+            "held_until": held_until.isoformat()}
 
 
 def _fell_back(record: IdempotentRequest, failed: Message) -> bool:

@@ -210,14 +210,19 @@ def test_an_undelivered_receipt_after_sending_also_falls_back(ada, twilio_api, d
         ("sms", "failed"), ("email", "sent")]
 
 
-@pytest.mark.governed
-def test_a_fallback_held_by_quiet_hours_is_tried_again_when_they_end(ada, twilio_api, django_capture_on_commit_callbacks):
+def sms_quiet_hours_from_14_to_18_utc() -> None:
+    """Nothing but SMS quiet hours, 14:00-18:00 UTC: T0 (15:00) is inside them."""
     GovernorSettings.objects.update_or_create(
         pk=GovernorSettings.SINGLETON_PK, defaults={"min_spacing_minutes": 0, "fallback_timezone": "UTC"})
     FrequencyRule.objects.all().delete()
     QuietHoursRule.objects.all().delete()
     QuietHoursRule.objects.create(channel="sms", start=dt.time(14, 0), end=dt.time(18, 0))
     forget_policy()
+
+
+@pytest.mark.governed
+def test_a_fallback_held_by_quiet_hours_is_tried_again_when_they_end(ada, twilio_api, django_capture_on_commit_callbacks):
+    sms_quiet_hours_from_14_to_18_utc()
     with time_machine.travel(T0, tick=False):
         enrollment = start(ada, journey())
         with django_capture_on_commit_callbacks(execute=True):
@@ -359,12 +364,7 @@ def test_an_api_send_on_one_channel_has_nothing_to_fall_back_to(api_client, ada,
 def test_an_api_fallback_held_by_quiet_hours_is_sent_when_they_end_once(
     api_client, ada, twilio_api, django_capture_on_commit_callbacks
 ):
-    GovernorSettings.objects.update_or_create(
-        pk=GovernorSettings.SINGLETON_PK, defaults={"min_spacing_minutes": 0, "fallback_timezone": "UTC"})
-    FrequencyRule.objects.all().delete()
-    QuietHoursRule.objects.all().delete()
-    QuietHoursRule.objects.create(channel="sms", start=dt.time(14, 0), end=dt.time(18, 0))
-    forget_policy()
+    sms_quiet_hours_from_14_to_18_utc()
     promo = {"customer": "ada", "channels": ["push", "sms"], "category": "marketing",
              "content": {"push": CONTENT["push"], "sms": CONTENT["sms"]}}
     with time_machine.travel(T0, tick=False), django_capture_on_commit_callbacks(execute=True):

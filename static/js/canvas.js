@@ -67,6 +67,21 @@
     }
   });
 
+  // Save pressed while the panel is re-rendering for a changed select (that refresh still
+  // in flight): the Save waits in the editor's queue, and the refresh must not replace the
+  // form it will post, or the Save is dropped with the old form. Save re-renders the panel.
+  var saveWaiting = false;
+  document.body.addEventListener("submit", function (event) {
+    if (event.target.id === "node-form") saveWaiting = true;
+  }, true);
+  document.body.addEventListener("htmx:beforeSwap", function (event) {
+    var elt = event.detail.requestConfig && event.detail.requestConfig.elt;
+    if (saveWaiting && elt && elt.id !== "node-form" && panel.contains(elt)) event.detail.shouldSwap = false;
+  });
+  document.body.addEventListener("htmx:afterRequest", function (event) {
+    if (event.detail.elt && event.detail.elt.id === "node-form") saveWaiting = false;
+  });
+
   // A refused panel form: bring its first marked field into view (the Save button that
   // was pressed is usually far below it).
   document.body.addEventListener("htmx:afterSettle", function (event) {

@@ -313,3 +313,26 @@ def test_a_split_condition_is_built_from_rows_in_the_panel(page: Page, context, 
     save(page)
     assert Journey.objects.get(pk=journey.pk).versions.get().graph["nodes"][1]["config"] == {"branches": [
         {"port": "vip", "condition": {"match": "all", "conditions": [{"type": "trait", "trait": "tier", "operator": "eq", "value": "vip"}]}}]}
+
+
+def test_save_pressed_while_a_changed_select_re_renders_the_panel_is_not_lost(page: Page, context, sign_in, make_user):
+    """The select's refresh is in flight when Save is pressed (both in one tick): Save
+    waits for it, and still posts the form with the new choice."""
+    mara = make_user(Role.MARKETER, username="mara")
+    graph = {"nodes": [{"id": "entry", "kind": "entry", "config": {"trigger": "event", "event": "Signed Up"},
+                        "position": {"x": 40, "y": 40}}], "edges": []}
+    journey = do_create_journey(JourneyInput(name="Quick hands", graph=graph), mara)
+    sign_in(context, mara)
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(f"/journeys/{journey.pk}/edit/")
+    open_panel(page, "entry")
+
+    page.evaluate("""() => {
+        const trigger = document.querySelector('#side-panel [name="c.trigger"]');
+        trigger.value = "api";
+        trigger.dispatchEvent(new Event("change", {bubbles: true}));
+        document.querySelector("#node-form button[type=submit]").click();
+    }""")
+
+    expect(page.locator("#side-panel .form-saved")).to_have_text("Saved.")
+    assert Journey.objects.get(pk=journey.pk).versions.get().graph["nodes"][0]["config"]["trigger"] == "api"

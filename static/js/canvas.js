@@ -76,9 +76,11 @@
   }, true);
   document.body.addEventListener("htmx:beforeSwap", function (event) {
     var elt = event.detail.requestConfig && event.detail.requestConfig.elt;
-    if (saveWaiting && elt && elt.id !== "node-form" && panel.contains(elt)) event.detail.shouldSwap = false;
+    if (!elt) return;
+    if (elt.id === "node-form") saveWaiting = false; // its answer (saved or refused) is here
+    else if (saveWaiting && panel.contains(elt)) event.detail.shouldSwap = false;
   });
-  document.body.addEventListener("htmx:afterRequest", function (event) {
+  document.body.addEventListener("htmx:sendError", function (event) {
     if (event.detail.elt && event.detail.elt.id === "node-form") saveWaiting = false;
   });
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 
-from channels_app.models import Message
+from channels_app.models import Message, MessageTransition
 from customers.models import ConsentChange, Customer, Event, ProfileUpdate
 from journeys.models import Journey
 from orchestrator.engine.models import EnrollmentStep
@@ -69,7 +69,10 @@ def _profile_updates(customer: Customer) -> QuerySet:
 
 
 def _messages(customer: Customer) -> QuerySet:
-    return Message.objects.filter(customer=customer)
+    # Why it was written, when not the obvious (a fallback after another channel failed, a
+    # send released after quiet hours): its first transition's detail.
+    why = MessageTransition.objects.filter(message=OuterRef("pk"), from_status="").order_by("at", "pk").values("detail")[:1]
+    return Message.objects.filter(customer=customer).annotate(written_because=Subquery(why))
 
 
 def _consent_changes(customer: Customer) -> QuerySet:

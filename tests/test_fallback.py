@@ -34,6 +34,7 @@ from orchestrator.engine.fallback import fall_back, on_messages_moved, retry_fal
 from orchestrator.engine.models import Enrollment, EnrollmentStep
 from orchestrator.governor.loading import forget_policy
 from orchestrator.governor.models import FrequencyRule, GovernorSettings, QuietHoursRule
+from orchestrator.roles import Role
 from tests.api_factories import opted_in
 from tests.journey_factories import linear_graph, make_live_journey, node
 from tests.push_peers import Browser, Reply, StubServer, b64url
@@ -317,7 +318,9 @@ def test_an_api_send_whose_push_is_gone_falls_back_to_sms_once(
     }]
 
 
-def test_a_replay_and_the_customers_message_history_show_the_fallback(api_client, ada, django_capture_on_commit_callbacks):
+def test_a_replay_and_the_customers_message_history_show_the_fallback(
+    api_client, ada, client, make_user, django_capture_on_commit_callbacks
+):
     with time_machine.travel(T0, tick=False):
         with django_capture_on_commit_callbacks(execute=True):
             first = post_order(api_client, "order-A-17")
@@ -337,6 +340,10 @@ def test_a_replay_and_the_customers_message_history_show_the_fallback(api_client
     assert first.json()["fallbacks"] == []  # in this test, delivery runs after the response
     shown = {m["id"]: m for m in history["results"]}[str(sms.public_id)]
     assert shown["transitions"][0]["detail"] == "push failed permanently (push subscription gone (410 Gone); disabled) → sms"
+    # …and so does the profile's timeline, on the message itself.
+    client.force_login(make_user(Role.MESSAGING))
+    page = client.get(f"/customers/{ada.pk}/").content.decode()
+    assert '<p class="tl-why">Push failed permanently (push subscription gone (410 Gone); disabled) → sms</p>' in page
 
 
 def test_an_api_fallback_skips_a_channel_the_customer_cannot_get(api_client, ada, twilio_api, django_capture_on_commit_callbacks):

@@ -39,6 +39,7 @@ from orchestrator import demo_content as copy
 from orchestrator.engine import timing
 from orchestrator.engine.models import EnrollmentState, ExitReason, Phase, StepOutcome
 from orchestrator.engine.steps import bucket
+from orchestrator.governor.policy import Decision, Verdict
 
 if TYPE_CHECKING:
     from orchestrator.demo_history import PersonHistory
@@ -246,6 +247,9 @@ class Walk:
             key = self.tag(p.rows.messages[-1])
             self.log(StepOutcome.SUPPRESSED, t, port="out", detail=f"{channel}: {p.rows.messages[-1][0]['error']}", message=key)
             return self.move(t, "out")
+        verdict = p.governed(channel, t)
+        if verdict is not None:
+            return self._held(channel, t, verdict, template, content)
         outcome = p.delivery(channel, t)
         if outcome.final == "delivered":
             p.engage(channel, outcome, ENGAGEMENT_BOOST, intent=CART_INTENT, products=self.cart_products())
@@ -253,6 +257,35 @@ class Walk:
         key = self.tag(p.rows.messages[-1])
         self.touches.append({"message_key": key, "channel": channel, "at": t})
         self.log(StepOutcome.SENT, t, port="out", detail=channel, message=key)
+        return self.move(t, "out")
+
+    def _held(self, channel: str, t: datetime, verdict: Verdict, template: str, content: dict) -> datetime | None:
+        """The governor held the send back (as ``dispatch.decide`` with the node's on-cap
+        choice): it waits at the send node for the moment the governor gave, then is tried
+        again; or, past the horizon or on a node that skips or exits on caps, it is
+        suppressed."""
+        p, on_cap = self.p, self.node["config"].get("on_cap", "defer")
+        waits = verdict.decision == Decision.DEFER and (verdict.always_defers or on_cap == "defer")
+        journey = {"journey_id": self.plan.journey_id, "node_id": self.node["id"]}
+        if waits:
+            p.verdict(channel, t, verdict, Decision.DEFER, None, **journey)
+            self.log(StepOutcome.DEFERRED, t, detail=f"{channel}: {verdict.reason}"[:500])
+            if self.converts_between(t, verdict.until):
+                return None
+            if verdict.until >= p.now:
+                self.state, self.phase, self.due_at = EnrollmentState.ACTIVE, Phase.ARRIVE, verdict.until
+                return None
+            return verdict.until  # the same send node, tried again
+        from orchestrator.demo_history import Outcome  # it builds on this module
+
+        outcome = Outcome({"suppressed": t + timedelta(milliseconds=40)}, "suppressed", verdict.reason)
+        p.message(channel, "marketing", template, content, t, outcome)
+        key = self.tag(p.rows.messages[-1])
+        p.verdict(channel, t, verdict, Decision.SUPPRESS, key, **journey)
+        self.log(StepOutcome.SUPPRESSED, t, port="out", detail=f"{channel}: {verdict.reason}"[:500], message=key)
+        if on_cap == "exit" and not verdict.always_defers:
+            self.exit(t, ExitReason.CAPPED, "held back by a frequency cap")
+            return None
         return self.move(t, "out")
 
     def _wait_for_event(self, t: datetime) -> datetime | None:

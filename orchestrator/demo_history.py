@@ -14,6 +14,8 @@ from __future__ import annotations
 import base64
 import random
 import uuid
+from bisect import insort
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from functools import lru_cache
@@ -48,7 +50,15 @@ from orchestrator.demo_enrollments import (
     triggers_for,
     walk_enrollments,
 )
-from orchestrator.governor.policy import MARKETING_OPT_IN_DEFAULT
+from orchestrator.governor.policy import (
+    MARKETING_OPT_IN_DEFAULT,
+    Candidate,
+    Decision,
+    PastMessage,
+    Policy,
+    Verdict,
+)
+from orchestrator.governor.rules import history_window, judge
 
 SOURCE = "demo"
 MARKETING = str(Category.MARKETING.value)
@@ -105,6 +115,9 @@ class Rows:
     messages: list[tuple[dict, list[tuple]]] = field(default_factory=list)
     # Journey enrollments (``demo_enrollments.Walk.record``), written after events and messages.
     enrollments: list[dict] = field(default_factory=list)
+    # Governor verdicts on campaign sends: (GovernorVerdict columns, the suppressed message's
+    # key or None); "customer" is the instance.
+    verdicts: list[tuple[dict, str | None]] = field(default_factory=list)
 
 
 def build_campaigns(seed: int, start: datetime, days: int) -> list[Campaign]:
@@ -125,8 +138,14 @@ def build_campaigns(seed: int, start: datetime, days: int) -> list[Campaign]:
 class Simulator:
     """Builds one person's rows at a time. ``now`` is the end of the simulated window."""
 
-    def __init__(self, seed: int, now: datetime, days: int, plans: dict[str, list[JourneyPlan]] | None = None):
+    def __init__(
+        self, seed: int, now: datetime, days: int, plans: dict[str, list[JourneyPlan]] | None = None,
+        policy: Policy | None = None,
+    ):
         self.seed, self.now, self.days = seed, now, days
+        # The workspace's frequency policy: campaign sends pass it as the governor would
+        # have judged them (None or an empty policy: nothing is held back).
+        self.policy = policy if policy is not None and policy.restricts_anything else None
         self.start = now - timedelta(days=days)
         # Live journeys by trigger event: their triggers in the last ENROL_DAYS enrol people.
         self.plans = plans or {}
@@ -178,6 +197,9 @@ class PersonHistory:
         self.devices: list[tuple[str, str]] = []  # (platform, label)
         self.happenings: list[Happening] = []  # their events, for journey waits and goals
         self.triggers: list[Trigger] = []  # journey triggers, walked once the history is drawn
+        self.received: list[PastMessage] = []  # what the governor counts, as drawn so far
+        # Campaign and reminder sends that went: settle_governor judges them again.
+        self.gated: list[tuple[PastMessage, dict, list[tuple]]] = []
 
     def _customer(self) -> Customer:
         sim = self.sim
@@ -210,6 +232,7 @@ class PersonHistory:
         for campaign in self.run.campaigns:
             self.campaign_message(campaign)
         walk_enrollments(self)
+        self.settle_governor()
 
     def finish(self) -> Customer:
         self.customer.last_seen_at = self.last_seen
@@ -463,10 +486,82 @@ class PersonHistory:
             if rng.random() < 0.2:  # most audiences exclude them; a few sends reach the governor
                 self.message(campaign.channel, MARKETING, campaign.template_name, self.content(campaign), queued, self.suppressed(campaign.channel, queued))
             return
+        queued = self.gate(campaign.channel, queued, campaign.template_name, lambda: self.content(campaign))
+        if queued is None:
+            return
         outcome = self.delivery(campaign.channel, queued)
         if outcome.final == "delivered":
             self.engage(campaign.channel, outcome, 1.0)
-        self.message(campaign.channel, MARKETING, campaign.template_name, self.content(campaign), queued, outcome)
+        self.sent_gated(self.message(campaign.channel, MARKETING, campaign.template_name, self.content(campaign), queued, outcome))
+
+    def sent_gated(self, past: PastMessage | None) -> None:
+        if past is not None:
+            self.gated.append((past, *self.rows.messages[-1]))
+
+    def gate(self, channel: str, queued: datetime, template: str, content: Callable[[], dict]) -> datetime | None:
+        """A campaign or reminder send (outside journeys) through the governor, as
+        ``dispatch.decide`` with on-cap "skip": held by quiet hours alone, it goes when they
+        end (None if that is past the window); held by a cap or spacing, it is suppressed
+        (None). Returns when it goes."""
+        verdict = self.governed(channel, queued)
+        if verdict is None:
+            return queued
+        if verdict.decision == Decision.DEFER and verdict.always_defers:
+            self.verdict(channel, queued, verdict, Decision.DEFER, None)
+            return verdict.until if verdict.until < self.now else None
+        outcome = Outcome({"suppressed": queued + timedelta(milliseconds=40)}, "suppressed", verdict.reason)
+        self.message(channel, MARKETING, template, content(), queued, outcome)
+        self.verdict(channel, queued, verdict, Decision.SUPPRESS, self.rows.messages[-1][0]["idempotency_key"])
+        return None
+
+    def displaces(self, channel: str, at: datetime) -> bool:
+        """Whether a marketing send at ``at`` would make the governor hold back one this
+        person was already sent later (drawn earlier: histories are not drawn in time order)."""
+        policy = self.run.policy
+        if policy is None:
+            return False
+        mine = PastMessage(channel, MARKETING, at)
+        later = [m for m in self.received if m.at > at and m.category == MARKETING]
+        return any(
+            not judge(policy, Candidate(m.channel, m.category, m.at, self.sim.timezone),
+                      sorted([*(h for h in self.received if h is not m), mine], key=lambda h: h.at)).allowed
+            for m in later if m.at - at <= history_window(policy)
+        )
+
+    def settle_governor(self) -> None:
+        """Campaign and reminder sends were drawn before the journey sends that came before
+        some of them. Judged again in time order against everything, one the governor
+        would have held back then is suppressed, as ``gate`` does."""
+        policy = self.run.policy
+        if policy is None:
+            return
+        for past, message, transitions in sorted(self.gated, key=lambda row: row[0].at):
+            others = [m for m in self.received if m is not past]
+            verdict = judge(policy, Candidate(past.channel, MARKETING, past.at, self.sim.timezone), others)
+            if verdict.allowed:
+                continue
+            self.received = others
+            _suppress(message, transitions, verdict.reason)
+            self.verdict(past.channel, past.at, verdict, Decision.SUPPRESS, message["idempotency_key"])
+
+    def governed(self, channel: str, at: datetime) -> Verdict | None:
+        """The governor's verdict on a marketing send at ``at`` (the real rules, over what this
+        person was sent before it); None when it may go."""
+        policy = self.run.policy
+        if policy is None:
+            return None
+        verdict = judge(policy, Candidate(channel, MARKETING, at, self.sim.timezone), self.received)
+        return None if verdict.allowed else verdict
+
+    def verdict(
+        self, channel: str, at: datetime, verdict: Verdict, decision: Decision, message_key: str | None,
+        journey_id: int | None = None, node_id: str = "",
+    ) -> None:
+        self.rows.verdicts.append(({
+            "customer": self.customer, "decision": decision.value, "until": verdict.until if decision == Decision.DEFER else None,
+            "rule": verdict.rule[:200], "reason": verdict.reason[:500], "counts": verdict.counts, "channel": channel,
+            "category": MARKETING, "at": at, "journey_id": journey_id, "node_id": node_id,
+        }, message_key))
 
     def content(self, campaign: Campaign) -> dict:
         url = f"{copy.SHOP_URL}/c/{campaign.template_name}?utm_source=chorus&utm_medium={campaign.channel}&utm_campaign={campaign.template_name}"
@@ -479,10 +574,14 @@ class PersonHistory:
         if not channels or queued >= self.now:
             return
         channel = rng.choice(channels)
+        content = copy.cart_reminder(channel, self.sim.first_name, product)
+        queued = self.gate(channel, queued, "cart-reminder", lambda: content)
+        if queued is None:
+            return
         outcome = self.delivery(channel, queued)
         if outcome.final == "delivered":
             self.engage(channel, outcome, 1.4)
-        self.message(channel, MARKETING, "cart-reminder", copy.cart_reminder(channel, self.sim.first_name, product), queued, outcome)
+        self.sent_gated(self.message(channel, MARKETING, "cart-reminder", content, queued, outcome))
 
     def transactional(self, channel: str, template: str, content: dict, queued: datetime) -> None:
         if queued >= self.now or self.blocked(channel, TRANSACTIONAL, queued):
@@ -563,7 +662,9 @@ class PersonHistory:
                 return start + timedelta(seconds=rng.randrange(3600))
         return delivered + timedelta(hours=1)
 
-    def message(self, channel: str, category: str, template: str, content: dict, queued: datetime, outcome: Outcome) -> None:
+    def message(
+        self, channel: str, category: str, template: str, content: dict, queued: datetime, outcome: Outcome
+    ) -> PastMessage | None:
         rng = self.rng
         message = {
             "public_id": uuid.UUID(int=rng.getrandbits(128), version=4),
@@ -591,6 +692,22 @@ class PersonHistory:
         if previous != outcome.final or outcome.final not in STATUSES:
             raise ValueError(f"inconsistent outcome {outcome}")
         self.rows.messages.append((message, transitions))
+        if "sending" not in outcome.times:
+            return None
+        past = PastMessage(channel, category, queued)  # it left: caps and spacing count it
+        insort(self.received, past, key=lambda m: m.at)
+        return past
+
+
+def _suppress(message: dict, transitions: list[tuple], reason: str) -> None:
+    """Rewrite a drawn message as one the governor suppressed when it was queued."""
+    queued = message["queued_at"]
+    suppressed = queued + timedelta(milliseconds=40)
+    for status in HAPPY_PATH[1:] + tuple(ERROR_STATUSES):
+        message.pop(f"{status}_at", None)
+    message.update(status="suppressed", error=reason, provider="", provider_message_id="", suppressed_at=suppressed,
+                   updated_at=suppressed)
+    transitions[:] = [("", "queued", queued, ""), ("queued", "suppressed", suppressed, reason)]
 
 
 def _opt_out_covers(status: str, category: str) -> bool:

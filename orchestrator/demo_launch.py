@@ -104,8 +104,11 @@ def _marketing_history(p: PersonHistory, until: datetime) -> None:
         fates = ["delivered"] * plain + ["opened"] * opened + ["clicked"] * (clicked - already)
         rng.shuffle(fates)
         for fate in fates:
-            day = since + (until - since) * rng.random()
-            queued = _evening(p, day, rng.choice(SEND_HOURS[channel]), rng.choice((0, 15, 30)))
+            for _ in range(50):  # a day the governor would have let it go (caps, spacing)
+                day = since + (until - since) * rng.random()
+                queued = _evening(p, day, rng.choice(SEND_HOURS[channel]), rng.choice((0, 15, 30)))
+                if p.governed(channel, queued) is None and not p.displaces(channel, queued):
+                    break
             name = rng.choice(_templates(channel, styling=fate == "clicked"))
             outcome = _delivered(queued)
             if fate != "delivered":

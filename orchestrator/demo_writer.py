@@ -29,6 +29,8 @@ from orchestrator.demo_enrollments import JourneyPlan
 from orchestrator.demo_history import SOURCE, Rows, Simulator
 from orchestrator.demo_intelligence import finish_intelligence, write_intelligence
 from orchestrator.engine.models import Enrollment, EnrollmentStep
+from orchestrator.governor.models import GovernorVerdict
+from orchestrator.governor.policy import Policy
 
 CHUNK = 250  # people per flush: bounds memory, keeps each insert batch large
 _ADAPTED = (models.UUIDField,)
@@ -99,6 +101,10 @@ def write(rows: Rows) -> tuple[int, int, int]:
     _write_enrollments(rows.enrollments)
     message_ids = _write_messages(rows.messages)
     _write_steps(rows.enrollments, message_ids)
+    GovernorVerdict.objects.bulk_create(
+        (GovernorVerdict(**{**columns, "message_id": message_ids[key] if key else None}) for columns, key in rows.verdicts),
+        batch_size=1000,
+    )
     transitions = sum(len(t) for _, t in rows.messages)
     return len(rows.events), len(rows.messages), transitions
 
@@ -197,12 +203,14 @@ def _ids_by_key(keys: list[str]) -> dict[str, int]:
 
 
 def seed_population(
-    population: list[SimCustomer], *, seed: int, now: datetime, days: int, plans: dict[str, list[JourneyPlan]] | None = None
+    population: list[SimCustomer], *, seed: int, now: datetime, days: int, plans: dict[str, list[JourneyPlan]] | None = None,
+    policy: Policy | None = None,
 ) -> SeedSummary:
     """Simulate and save everyone's history, their enrollments in the live journeys of
-    ``plans`` (``demo_enrollments``), and the channel affinities and activity profiles it
-    implies (``demo_intelligence``). Call inside a transaction."""
-    simulator = Simulator(seed, now, days, plans)
+    ``plans`` (``demo_enrollments``), the verdicts ``policy`` gave their campaign sends,
+    and the channel affinities and activity profiles it implies (``demo_intelligence``).
+    Call inside a transaction."""
+    simulator = Simulator(seed, now, days, plans, policy)
     events = transitions = 0
     by_channel: dict[str, int] = {}
     by_journey: dict[str, int] = {}

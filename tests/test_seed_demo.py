@@ -28,6 +28,7 @@ from orchestrator.demo import CHANNELS, LAUNCH_EXTERNAL_ID, generate_population
 from orchestrator.demo_content import STYLING
 from orchestrator.demo_enrollments import ENROL_DAYS
 from orchestrator.engine.models import Enrollment, EnrollmentState, EnrollmentStep, ExitReason
+from orchestrator.governor.models import GovernorVerdict
 from orchestrator.intelligence.simulate import BEST_RATE, OTHER_RATE
 
 NOW = "2026-11-23T00:00:00+00:00"  # a Monday
@@ -447,3 +448,44 @@ def test_step_log_counts_one_entry_per_enrollment_and_walks_the_graph(enrolled):
 
 def test_launch_customer_cart_is_not_yet_enrolled(maya):
     assert not Enrollment.objects.filter(customer=maya).exists()
+
+
+# --- the frequency policy: the history is one the governor let through -----------------------
+def violations() -> Counter:
+    """An independent check of the shipped policy over every person's sent marketing:
+    3 a day and 8 a week across email, SMS and push, 1 SMS a day, 30 minutes apart."""
+    sent = defaultdict(list)
+    rows = Message.objects.filter(category="marketing", sent_at__isnull=False).exclude(channel="in_app")
+    for customer_id, channel, at in rows.values_list("customer_id", "channel", "queued_at"):
+        sent[customer_id].append((at, channel))
+    found = Counter()
+    for messages in sent.values():
+        messages.sort()
+        for i, (at, channel) in enumerate(messages):
+            day = [m for m in messages[: i + 1] if m[0] > at - timedelta(days=1)]
+            found["3 a day"] += len(day) > 3
+            found["1 SMS a day"] += channel == "sms" and sum(m[1] == "sms" for m in day) > 1
+            found["8 a week"] += sum(m[0] > at - timedelta(days=7) for m in messages[: i + 1]) > 8
+            found["30 minutes apart"] += i > 0 and at - messages[i - 1][0] < timedelta(minutes=30)
+    return +found
+
+
+@pytest.mark.governed
+def test_under_the_shipped_policy_the_history_keeps_every_cap_and_records_what_was_held(db):
+    seed(customers=300, days=60)
+    assert violations() == Counter()
+    verdicts = GovernorVerdict.objects.all()
+    rules = set(verdicts.values_list("rule", flat=True))
+    assert "quiet hours sms" in rules and any(rule.startswith("Marketing") for rule in rules), rules
+    # Journey sends wait (the step log says so), campaign sends held by a cap are suppressed.
+    assert EnrollmentStep.objects.filter(outcome="deferred", detail__contains="quiet hours for sms").exists()
+    for verdict in verdicts.filter(decision="suppress"):
+        message = Message.objects.get(pk=verdict.message_id)
+        assert (message.status, message.error, message.customer_id) == ("suppressed", verdict.reason, verdict.customer_id)
+    for verdict in verdicts.filter(decision="defer", journey_id=None):  # a campaign waited for the morning
+        assert verdict.until > verdict.at and verdict.rule.startswith("quiet hours")
+
+
+def test_without_a_policy_nothing_is_held_back(db):
+    seed(customers=100, days=60)
+    assert not GovernorVerdict.objects.exists()

@@ -33,6 +33,7 @@ from orchestrator.demo import generate_population
 from orchestrator.demo_enrollments import load_plans
 from orchestrator.demo_journeys import seed_journeys
 from orchestrator.demo_writer import SeedSummary, seed_population
+from orchestrator.governor.loading import read_policy
 
 
 def parse_now(value: str | None) -> datetime:
@@ -140,7 +141,8 @@ class Command(BaseCommand):
             seed_segments()
             journeys = seed_journeys()
             population = generate_population(options["customers"], options["seed"])
-            summary = seed_population(population, seed=options["seed"], now=now, days=options["days"], plans=load_plans())
+            summary = seed_population(population, seed=options["seed"], now=now, days=options["days"], plans=load_plans(),
+                                      policy=read_policy())
             do_rebuild_rollups()  # the history was COPYed around the ledger's listeners
         self.report(summary, now, time.monotonic() - started)
         if journeys:

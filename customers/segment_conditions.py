@@ -32,7 +32,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from channels_app.reachability import sendable_q
 from customers.enums import Category, Channel, ConsentStatus
-from customers.models import Consent, Event
+from customers.models import ChannelAffinity, Consent, Event
 from customers.segment_sql import JSONNumber, json_q, number_q
 
 MAX_DEPTH = 3  # groups inside groups inside groups, no deeper
@@ -68,6 +68,7 @@ TEXT_FIELDS = ("email", "phone", "timezone", "locale")
 TIME_FIELDS = ("first_seen_at", "last_seen_at")
 UNSET = "unset"  # consent status: nothing recorded for that channel and category
 ANY_CHANNEL = "any"
+UNKNOWN_CHANNEL = "unknown"  # best channel: no marketing sent yet, nothing to rank
 
 
 @dataclass(frozen=True)
@@ -425,6 +426,39 @@ class ReachableCondition(Condition):
 
 
 @dataclass(frozen=True)
+class BestChannelCondition(Condition):
+    """Their most engaged channel (channel affinity, Braze's "Intelligent Channel"): of the
+    channels they were sent marketing on, the one with the highest estimated engagement
+    rate (``ChannelAffinity.mean``, as of its last send or engagement; ties go to the
+    channel named first alphabetically); ``unknown`` before any marketing send. The same
+    ranking as the best-channel send's (orchestrator.intelligence.choice), without the
+    send-time factors and exploration of a send."""
+
+    type: ClassVar[str] = "best_channel"
+    channel: str
+    operator: str = "eq"
+
+    @classmethod
+    def parse(cls, r, depth):
+        channel = r.choice("channel", [*Channel.values, UNKNOWN_CHANNEL])
+        return cls(channel, r.choice("operator", ("eq", "neq"), default="eq"))
+
+    def to_q(self, ctx):
+        evidence = ChannelAffinity.objects.filter(raw_sends__gt=0)
+        if self.channel == UNKNOWN_CHANNEL:
+            positive = ~Q(Exists(evidence.filter(customer=OuterRef("pk"))))
+        else:
+            better = evidence.filter(customer=OuterRef("customer")).filter(
+                Q(mean__gt=OuterRef("mean")) | Q(mean=OuterRef("mean"), channel__lt=OuterRef("channel"))
+            )
+            positive = Q(Exists(evidence.filter(customer=OuterRef("pk"), channel=self.channel).filter(~Exists(better))))
+        return positive if self.operator == "eq" else ~positive
+
+    def to_json(self):
+        return {"type": self.type, "channel": self.channel} | ({"operator": self.operator} if self.operator != "eq" else {})
+
+
+@dataclass(frozen=True)
 class GroupCondition(Condition):
     type: ClassVar[str] = "group"
     match: str
@@ -453,6 +487,7 @@ class ConditionType(StrEnum):
     EVENT = "event"
     CONSENT = "consent"
     REACHABLE = "reachable"
+    BEST_CHANNEL = "best_channel"
     GROUP = "group"
 
 
@@ -462,6 +497,7 @@ CONDITIONS: dict[ConditionType, type[Condition]] = {
     ConditionType.EVENT: EventCondition,
     ConditionType.CONSENT: ConsentCondition,
     ConditionType.REACHABLE: ReachableCondition,
+    ConditionType.BEST_CHANNEL: BestChannelCondition,
     ConditionType.GROUP: GroupCondition,
 }
 

@@ -28,6 +28,7 @@ from customers.segments import (
     TEXT_OPERATORS,
     TIME_FIELDS,
     TIME_OPERATORS,
+    UNKNOWN_CHANNEL,
     UNSET,
     VALUE_OPERATORS,
     Aggregate,
@@ -50,7 +51,8 @@ LABELS = {
     "never_occurred": "never occurred", "sum": "sum of", "avg": "average of",
     "trait": "Trait", "field": "Profile field", "event": "Event", "consent": "Consent",
     "reachable": "Reachable", "group": "Group", "all": "all", "any": "any", UNSET: "nothing recorded",
-    "true": "reachable", "false": "not reachable",
+    "true": "reachable", "false": "not reachable", "best_channel": "Best channel",
+    UNKNOWN_CHANNEL: "not known yet", "email": "Email", "sms": "SMS", "push": "Push", "in_app": "In-app",
 }
 
 
@@ -286,6 +288,9 @@ def _inputs(kind: str, raw: dict, path: str) -> list[Input]:
         return [put("channel", "Channel", Channel.values), put("category", "Category", Category.values),
                 put("operator", "Is", ("eq", "neq"), source={"operator": operator or "eq"}),
                 put("status", "Status", [*ConsentStatus.values, UNSET])]
+    if kind == ConditionType.BEST_CHANNEL:
+        return [put("operator", "Is", ("eq", "neq"), source={"operator": operator or "eq"}),
+                put("channel", "Channel", [*Channel.values, UNKNOWN_CHANNEL])]
     if kind == ConditionType.REACHABLE:
         reach = put("value", "Reach", ("true", "false"))
         reach.value = "false" if raw.get("value") is False else "true"
@@ -322,6 +327,7 @@ NEW_CONDITION = {
     ConditionType.EVENT: {"type": "event", "aggregate": "count", "operator": "gte", "value": 1},
     ConditionType.CONSENT: {"type": "consent", "channel": "email", "category": "marketing", "status": "opted_in"},
     ConditionType.REACHABLE: {"type": "reachable", "channel": ANY_CHANNEL},
+    ConditionType.BEST_CHANNEL: {"type": "best_channel", "channel": "email"},
     ConditionType.GROUP: {"type": "group", "match": "any", "conditions": [{"type": "trait", "operator": "eq"}]},
 }
 

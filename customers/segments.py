@@ -46,6 +46,7 @@ from customers.segment_conditions import (
     TEXT_OPERATORS,
     TIME_FIELDS,
     TIME_OPERATORS,
+    UNKNOWN_CHANNEL,
     UNSET,
     VALUE_OPERATORS,
     Aggregate,
@@ -62,7 +63,7 @@ from customers.segment_conditions import (
 __all__ = [  # the entry points, and the vocabulary of definitions re-exported for the editor
     "validate_definition", "compile_segment", "member_count", "member_counts", "is_member",
     "do_save_segment", "InvalidSegment", "SegmentDefinition", "COUNT_FAILED", "CONDITIONS", "ConditionType",
-    "Match", "Aggregate", "MAX_CONDITIONS", "MAX_DEPTH", "ANY_CHANNEL", "UNSET", "COMPARISONS",
+    "Match", "Aggregate", "MAX_CONDITIONS", "MAX_DEPTH", "ANY_CHANNEL", "UNKNOWN_CHANNEL", "UNSET", "COMPARISONS",
     "RECENCY_OPERATORS", "TEXT_FIELDS", "TEXT_OPERATORS", "TIME_FIELDS", "TIME_OPERATORS",
     "VALUE_OPERATORS",
 ]

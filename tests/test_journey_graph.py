@@ -258,14 +258,18 @@ def test_segments_are_checked_only_when_the_existing_ids_are_given():
 def test_existing_segment_ids_reads_only_the_segments_the_graph_names(django_assert_num_queries):
     named = Segment.objects.create(name="VIP", definition={"match": "all", "conditions": []})
     Segment.objects.create(name="Unrelated", definition={"match": "all", "conditions": []})
+    # Ids no segment has (the sequence is not reset between tests: 3 or 99 may be taken).
+    gone, older = named.pk + 1000, named.pk + 2000
     graph = copy.deepcopy(SEGMENT_GRAPH)
     graph["nodes"][0]["config"]["segment_id"] = named.pk
+    graph["nodes"][1]["config"]["branches"][0]["condition"]["segment_id"] = gone
+    graph["nodes"][1]["config"]["branches"][1]["condition"]["segment_id"] = older
     with django_assert_num_queries(1):
         found = existing_segment_ids(graph)
     assert found == {named.pk}
     assert messages(graph, segment_ids=found) == [
-        ("nodes.split.config.branches.0.condition.segment_id", "names segment 3, which does not exist"),
-        ("nodes.split.config.branches.1.condition.segment_id", "names segment 99, which does not exist"),
+        ("nodes.split.config.branches.0.condition.segment_id", f"names segment {gone}, which does not exist"),
+        ("nodes.split.config.branches.1.condition.segment_id", f"names segment {older}, which does not exist"),
     ]
 
 

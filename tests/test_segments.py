@@ -8,7 +8,7 @@ import pytest
 import time_machine
 
 from customers.enums import Category, Channel, ConsentStatus
-from customers.models import Consent, ContactPoint, Customer, Event, Segment
+from customers.models import ChannelAffinity, Consent, ContactPoint, Customer, Event, Segment
 from customers.segments import (
     CONDITIONS,
     MAX_CONDITIONS,
@@ -322,6 +322,30 @@ def test_consent_neq_includes_customers_with_nothing_recorded(consented):
     assert members(sms_marketing("unset", operator="neq")) == {"opted-in", "unsubscribed"}
 
 
+def affinity(customer: Customer, channel: str, mean: float, sends: int) -> None:
+    ChannelAffinity.objects.create(customer=customer, channel=channel, mean=mean, raw_sends=sends, sends=sends)
+
+
+def test_most_engaged_channel_is_the_highest_affinity_among_channels_with_marketing_sent():
+    affinity(person("texter"), "email", 0.10, 5)
+    affinity(Customer.objects.get(external_id="texter"), "sms", 0.30, 3)
+    affinity(person("mailer"), "email", 0.05, 2)
+    # A prior alone (nothing sent yet on push) does not count, however high.
+    affinity(Customer.objects.get(external_id="mailer"), "push", 0.90, 0)
+    affinity(person("tied"), "push", 0.20, 4)
+    affinity(Customer.objects.get(external_id="tied"), "email", 0.20, 4)  # a tie goes to email (alphabetical)
+    affinity(person("prior-only"), "sms", 0.40, 0)
+    person("never-sent")
+
+    assert members({"type": "best_channel", "channel": "sms"}) == {"texter"}
+    assert members({"type": "best_channel", "channel": "email"}) == {"mailer", "tied"}
+    assert members({"type": "best_channel", "channel": "push"}) == set()
+    assert members({"type": "best_channel", "channel": "unknown"}) == {"prior-only", "never-sent"}
+    assert members({"type": "best_channel", "channel": "email", "operator": "neq"}) == {"texter", "prior-only", "never-sent"}
+    assert problems_of({"match": "all", "conditions": [{"type": "best_channel", "channel": "fax"}]}) == [
+        ("conditions.0.channel", "must be one of: email, sms, push, in_app, unknown")]
+
+
 def test_reachable_means_a_marketing_message_on_the_channel_would_go():
     """The send-time rule (channels_app.reachability, tests/test_consent_availability.py):
     an opt-in where the policy needs one, no bounce or STOP, and an address."""
@@ -445,7 +469,7 @@ def test_validation_lists_every_problem_by_path():
         ("conditions.1.operator", "must be one of: eq, neq, in, not_in, contains, exists, not_exists, gt, gte, lt, lte"),
         ("conditions.2.value", "must be a whole number"),
         ("conditions.2.within_days", "must be at least 1"),
-        ("conditions.3.type", "must be one of: trait, field, event, consent, reachable, group"),
+        ("conditions.3.type", "must be one of: trait, field, event, consent, reachable, best_channel, group"),
         ("conditions.4.conditions.0.value", "must be a number"),
         ("conditions.4.conditions.1", "must be an object"),
         ("conditions.5.property", "is required"),

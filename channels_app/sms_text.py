@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from django.conf import settings
 from django.core import signing
@@ -34,10 +34,21 @@ TEXT_URL = re.compile(r"""https?://[^\s<>"']+""", re.IGNORECASE)
 TRAILING = ".,;:!?)]}"
 
 
-def shortens_links(category: str) -> bool:
-    """Whether a text of this category has its links shortened when sent (marketing ones:
-    transactional texts keep their links, which their readers may need to see whole)."""
-    return category == Category.MARKETING
+OFF = {"0", "false", "no", "off"}
+
+
+def shortens_links(category: str, options: Mapping | None = None) -> bool:
+    """Whether a text of this category has its links shortened when sent: marketing ones
+    (transactional texts keep their links, which their readers may need to see whole),
+    unless the SMS account's ``track_clicks`` option is off. ``options``: that account's
+    options; by default those of the account tried first for SMS (cached per process)."""
+    if category != Category.MARKETING:
+        return False
+    if options is None:
+        from channels_app.providers import get_provider  # the providers send through this module
+
+        options = get_provider("sms").config.options
+    return str(options.get("track_clicks", "true")).strip().lower() not in OFF
 
 
 def as_sent(body: str, category: str) -> str:

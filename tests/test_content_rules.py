@@ -21,6 +21,8 @@ from channels_app.content_rules import (
     sms_segments,
     sms_segments_as_sent,
 )
+from channels_app.models import ProviderConfig
+from channels_app.providers import forget_provider_configs
 from customers.enums import Channel
 
 try:
@@ -31,6 +33,10 @@ except ImportError:  # pragma: no cover - the dev dependencies pin it
 CLEAN_MARKETING_SMS = "Chorus: new autumn arrivals are in. Reply STOP to opt out"
 CLEAN_TRANSACTIONAL_SMS = "Chorus: your order 1042 has shipped and arrives Thursday."
 UNSUBSCRIBE_HTML = '<p>Hello</p><p><a href="{{ unsubscribe_url }}">Unsubscribe</a></p>'
+
+# A marketing text counts as sent, links shortened unless the SMS account tracks no
+# clicks: the account is read from the database (channels_app.sms_text.shortens_links).
+pytestmark = pytest.mark.django_db
 
 
 def problems(channel, category, content, rules=DEFAULT_RULES, **kwargs):
@@ -504,6 +510,18 @@ def test_a_long_link_in_a_marketing_sms_counts_as_its_short_link(public_url):
     assert sms_segments(LONG_LINK_SMS) == SmsSegments("GSM-7", 217, 2, 153)
     # 17 + 45 + 22 characters once the link is shortened: one part.
     assert sms_segments_as_sent(LONG_LINK_SMS, "marketing") == SmsSegments("GSM-7", 84, 1, 160)
+
+
+def test_with_click_tracking_off_on_the_sms_account_links_count_whole(public_url):
+    account = ProviderConfig(channel="sms", provider="twilio", label="Twilio", is_primary=True,
+                             options={"from_number": "+14155550100", "track_clicks": "false"})
+    account.set_secrets({"account_sid": "AC" + "1" * 32, "auth_token": "secret"})
+    account.save()
+    forget_provider_configs()
+    try:
+        assert sms_segments_as_sent(LONG_LINK_SMS, "marketing") == SmsSegments("GSM-7", 217, 2, 153)
+    finally:
+        forget_provider_configs()
 
 
 def test_a_transactional_sms_keeps_its_links_and_counts_them_whole(public_url):

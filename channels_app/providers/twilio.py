@@ -29,7 +29,7 @@ from urllib3.exceptions import NewConnectionError
 
 from channels_app.providers.base import Delivery, Provider, ProviderError, SendResult
 from channels_app.providers.fields import ProviderField
-from channels_app.sms_text import short_links
+from channels_app.sms_text import short_links, shortens_links
 from customers.enums import Category
 
 Field = ProviderField
@@ -123,8 +123,7 @@ class TwilioProvider(Provider):
         """The text as rendered; a marketing text's links become short tracked ones (the
         ledger keeps the originals, which the redirect reads)."""
         body = str(delivery.content.get("body") or "")
-        track = str(self.config.options.get("track_clicks", "true")).strip().lower() not in {"0", "false", "no", "off"}
-        return short_links(body, delivery.message_id) if track and delivery.category == Category.MARKETING else body
+        return short_links(body, delivery.message_id) if shortens_links(delivery.category, self.config.options) else body
 
     def validity(self, category: str) -> int | None:
         options = self.config.options

@@ -480,8 +480,11 @@ def record_sent_many(
         MessageTransition(message_id=pk, from_status=S.SENDING, to_status=S.SENT, at=at) for pk in sorted(moved)
     )
     statuses = dict.fromkeys(moved, S.SENT.value)
+    rare = sorted(rows.keys() - moved)
+    if rare:  # locked before the listeners take their locks (dashboards.rollups), never after
+        list(Message.objects.select_for_update().filter(pk__in=rare).order_by("pk").values_list("pk", flat=True))
     messages_moved([MessageMove(pk, S.SENDING, S.SENT, at) for pk in sorted(moved)])
-    for pk in sorted(rows.keys() - moved):  # rare: a receipt or a sweeper got there first
+    for pk in rare:  # rare: a receipt or a sweeper got there first
         provider, provider_message_id = rows[pk]
         try:
             statuses[pk] = do_transition_message(

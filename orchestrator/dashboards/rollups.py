@@ -10,10 +10,12 @@ The histograms need each customer's count before and after the move. They are re
 the ledger after the move (the customer's few messages that week, by
 message_customer_time_idx), under a transaction-scoped advisory lock per customer, so
 two transactions moving the same customer's messages count one after the other. The locks
-are taken last in the listener and held to commit; only ``record_sent_many``'s rare
-fallback (a receipt that outran "sent") touches a message row after them, so a deadlock
-needs a second receipt for that very message at that moment, and PostgreSQL then fails one
-of the two transactions (the delivery or webhook retries it).
+are taken last in the listener and held to commit. ``record_sent_many`` locks the rows of
+its rare fallback (a receipt that outran "sent") before it calls the listeners, so a
+delivery never waits for a message row while holding a customer's lock. A provider's
+webhook batch, which moves several messages in one transaction, still can: if a
+concurrent transaction holds the next message's row and waits for the same customer's
+lock, PostgreSQL fails one of the two, and the provider retries its webhook.
 
 A customer's erasure deletes their messages with the customer row, outside the ledger:
 ``on_customer_erasing`` (settings.CHORUS_ERASURE_LISTENERS) takes them out of every rollup

@@ -215,7 +215,10 @@ CHORUS_MESSAGE_LISTENERS = [
 ]
 # Called by customers.consent.do_erase_customer, inside its transaction, with the id of the
 # customer about to be deleted with their messages.
-CHORUS_ERASURE_LISTENERS = ["orchestrator.dashboards.rollups.on_customer_erasing"]
+CHORUS_ERASURE_LISTENERS = [
+    "orchestrator.dashboards.rollups.on_customer_erasing",
+    "orchestrator.api.messages.on_customer_erasing",  # the rendered content of their API sends
+]
 # Called after commit with a message id when a receipt, a tracked open or click, or the
 # in-app inbox records an engagement: wakes journeys waiting on it.
 CHORUS_ENGAGEMENT_LISTENERS = ["orchestrator.engine.events.on_message_engagement"]

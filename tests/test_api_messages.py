@@ -12,6 +12,7 @@ from django_q.models import Schedule
 from rest_framework.test import APIClient
 
 from channels_app.models import Message, OutboxMessage
+from customers.consent import do_erase_customer
 from customers.models import Customer
 from orchestrator.api.idempotency import IdempotentRequest
 from orchestrator.api.messages import release_held_send
@@ -219,6 +220,20 @@ def test_a_send_held_by_quiet_hours_goes_when_they_end_and_the_response_then_sho
     assert replay.status_code == 200
     assert {k: replay.json()[k] for k in ("id", "status", "held_until")} == {
         "id": str(message.public_id), "status": "queued", "held_until": None}
+
+
+@pytest.mark.governed
+def test_a_held_send_of_a_customer_erased_meanwhile_sends_nothing(api_client, ada):
+    Customer.objects.filter(pk=ada.pk).update(timezone="Asia/Tokyo")
+    opted_in(ada, "sms")
+    promo = {**ORDER, "category": "marketing", "content": {"sms": {"body": "20% off. Reply STOP to opt out"}}}
+    assert post(api_client, promo, key="promo-1").json()["status"] == "deferred"
+    (schedule,) = Schedule.objects.filter(func="orchestrator.api.messages.release_held_send")
+    do_erase_customer(ada)
+    assert IdempotentRequest.objects.get().send == {}  # their rendered text went with them
+    with time_machine.travel(schedule.next_run, tick=False):
+        assert release_held_send(*eval(schedule.args)) == "nothing to do"
+    assert not Message.objects.exists()
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="needs concurrent connections")

@@ -201,6 +201,12 @@ def _send(record: IdempotentRequest, customer: Customer, body: dict, rendered: d
 RELEASE_FUNC = "orchestrator.api.messages.release_held_send"
 
 
+def on_customer_erasing(customer_id: int) -> None:
+    """The customer's requests keep their keys (a replay still answers, sending nothing),
+    not what was sent: the rendered content goes (settings.CHORUS_ERASURE_LISTENERS)."""
+    IdempotentRequest.objects.filter(endpoint=ENDPOINT, send__customer_id=customer_id).update(send={})
+
+
 def hold(record: IdempotentRequest, first: FirstSend, *, after_failure: str = "") -> datetime | None:
     """No channel was used but some were only held back: schedule them to be tried again,
     in order, at the earliest moment the governor gave (a one-off django-q2 schedule, in
@@ -224,8 +230,8 @@ def release_held_send(record_id: int, channels: list[str], after_failure: str = 
     held again."""
     with transaction.atomic():
         record = IdempotentRequest.objects.select_for_update().filter(pk=record_id).first()
-        if record is None or not record.send:
-            return "nothing to do"
+        if record is None or not record.send or not Customer.objects.filter(pk=record.send["customer_id"]).exists():
+            return "nothing to do"  # the request or the customer (erased meanwhile) is gone
         requests = [
             replace(r, detail="held back by the frequency governor, released") for r in send_requests(record, at=at)
             if r.channel in channels

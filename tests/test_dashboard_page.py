@@ -18,6 +18,7 @@ from channels_app.ledger import (
     record_sent_many,
 )
 from customers.models import Customer
+from journeys.models import Journey, JourneyStatus
 from orchestrator.dashboards.panels.registry import PANELS
 from orchestrator.roles import Role
 
@@ -159,3 +160,38 @@ def test_with_a_layer_across_processes_the_panels_wait_for_the_websocket(messagi
     page = messaging.get(URL).content.decode()
     assert page.count('hx-trigger="dashboard-refresh from:body"') == len(PANELS)
     assert "data-poll" not in page and 'data-websocket="on"' in page
+
+
+# --- journey overlap: the customers behind a pair -------------------------------------------
+def overlapping():
+    from tests.test_dashboard_panels import GRAPH, enrol, make_version
+
+    welcome = Journey.objects.create(name="Welcome", status=JourneyStatus.LIVE)
+    winback = Journey.objects.create(name="Win back", status=JourneyStatus.LIVE)
+    versions = {j.pk: make_version(j, GRAPH) for j in (welcome, winback)}
+    ada, bob, cy = (Customer.objects.create(external_id=n, traits={"first_name": n.title()}) for n in ("ada", "bob", "cy"))
+    for journey, customer, node in [(welcome, ada, "mail"), (winback, ada, "wait"), (welcome, bob, "wait"),
+                                    (winback, cy, "wait")]:
+        enrol(journey, versions[journey.pk], customer, node, NOW + dt.timedelta(hours=1))
+    enrol(winback, versions[winback.pk], bob, "done", None, state="exited", key="left")  # not inside any more
+    return welcome, winback
+
+
+def test_each_colliding_pair_links_to_the_customers_inside_both(messaging):
+    welcome, winback = overlapping()
+    page = messaging.get(reverse("dashboards:cadence")).content.decode()
+    url = reverse("dashboards:overlap", args=[welcome.pk, winback.pk])
+    assert f'<a href="{url}">1</a>' in page
+    listed = messaging.get(url)
+    assert listed.status_code == 200
+    html = listed.content.decode()
+    assert "Inside Welcome and Win back" in html and "1 customer" in html
+    assert "Ada" in html and "<td>mail" in html and "<td>wait" in html  # GRAPH's nodes have no labels: their ids
+    assert "Bob" not in html and "Cy" not in html
+
+
+@pytest.mark.parametrize(("who", "status"), [(Role.MARKETER, 403), (Role.MESSAGING, 404), (Role.ADMIN, 404)])
+def test_the_pair_page_is_the_dashboards_and_a_pair_must_exist(client, make_user, who, status):
+    welcome, _ = overlapping()
+    client.force_login(make_user(who))
+    assert client.get(reverse("dashboards:overlap", args=[welcome.pk, welcome.pk + 1000])).status_code == status

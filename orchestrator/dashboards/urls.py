@@ -7,4 +7,5 @@ from orchestrator.dashboards import views
 app_name = "dashboards"
 urlpatterns = [
     path("cadence/", views.cadence, name="cadence"),
+    path("cadence/overlap/<int:first>/<int:second>/", views.overlap_customers, name="overlap"),
 ]

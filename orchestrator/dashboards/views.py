@@ -6,7 +6,8 @@ from __future__ import annotations
 import csv
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
@@ -17,6 +18,7 @@ from customers.enums import Category, Channel
 from journeys.models import Journey
 from orchestrator.dashboards import live
 from orchestrator.dashboards.filters import PRESETS, Filters, parse_filters
+from orchestrator.dashboards.panels import overlap
 from orchestrator.dashboards.panels.registry import PANELS
 from orchestrator.roles import Capability, require_capability
 
@@ -87,3 +89,20 @@ def _export(name: str, filters: Filters, errors: dict[str, str], now) -> HttpRes
     )
     csv.writer(response).writerows(figures[figure_key].csv_rows())
     return response
+
+
+OVERLAP_PAGE_SIZE = 50
+
+
+@require_capability(Capability.VIEW_DASHBOARDS)
+@require_http_methods(["GET", "HEAD"])
+def overlap_customers(request: HttpRequest, first: int, second: int) -> HttpResponse:
+    """The customers behind one pair of the journey-overlap panel: inside both now."""
+    journeys = dict(Journey.objects.filter(pk__in=[first, second]).values_list("pk", "name"))
+    if first == second or len(journeys) != 2:
+        raise Http404("No such pair of journeys.")
+    page = Paginator(overlap.inside_both(first, second), OVERLAP_PAGE_SIZE).get_page(request.GET.get("page"))
+    overlap.node_labels(page.object_list)
+    return render(request, "dashboards/overlap.html", {
+        "first": (first, journeys[first]), "second": (second, journeys[second]), "page": page,
+    })

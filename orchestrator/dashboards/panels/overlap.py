@@ -21,10 +21,13 @@ from collections import Counter
 from dataclasses import dataclass
 
 from django.db import connection
+from django.db.models import Exists, OuterRef, QuerySet, Subquery
+from django.urls import reverse
 
-from journeys.models import Journey, JourneyStatus
+from customers.models import Customer
+from journeys.models import Journey, JourneyStatus, JourneyVersion
 from orchestrator.dashboards.filters import Filters
-from orchestrator.dashboards.panels.base import Chart, Figure, PanelInfo, Series, as_of
+from orchestrator.dashboards.panels.base import Chart, Figure, Link, PanelInfo, Series, as_of
 from orchestrator.engine.models import Enrollment, EnrollmentState
 
 INFO = PanelInfo("overlap", "Journey overlap", applies=("journey", "category"))
@@ -38,6 +41,7 @@ class Overlap:
     in_several: tuple[tuple[str, int], ...]  # (journeys at once, customers): 2, 3, 4, 5+
     pairs: tuple[tuple[str, str, int], ...]  # (journey, journey, customers in both), most first
     computed_at: dt.datetime
+    pair_ids: tuple[tuple[int, int], ...] = ()  # the pairs' journey ids, in the same order
 
     @property
     def customers_in_several(self) -> int:
@@ -50,11 +54,14 @@ class Overlap:
                    Chart("bar", tuple(k for k, _ in self.in_several), (Series("customers", tuple(n for _, n in self.in_several)),),
                          y_title="customers"),
                    empty="Nobody is inside more than one live journey.", note=as_of(self.computed_at)),
-            Figure("pairs", "Journeys that collide most", ("journey", "journey", "customers in both"), self.pairs,
+            Figure("pairs", "Journeys that collide most", ("journey", "journey", "customers in both"),
+                   tuple((a, b, Link(f"{n:,}", reverse("dashboards:overlap", args=ids)))
+                         for (a, b, n), ids in zip(self.pairs, self.pair_ids, strict=True)),
                    Chart("bar", tuple(f"{a} + {b}" for a, b, _ in self.pairs),
                          (Series("customers in both", tuple(n for *_, n in self.pairs)),), horizontal=True,
                          y_title="customers"),
-                   empty="No two live journeys share a customer."),
+                   empty="No two live journeys share a customer.",
+                   note="In the table, each count links to the customers inside both journeys now."),
         ]
 
 
@@ -71,7 +78,37 @@ def load(filters: Filters, now: dt.datetime) -> Overlap:
         return Overlap((), (), now)
     several, pairs = _overlap(sorted(names), filters.journey_id)
     in_several = tuple((f"{k}+" if k == MOST else str(k), several[k]) for k in range(2, MOST + 1)) if several else ()
-    return Overlap(in_several, tuple((names[a], names[b], n) for a, b, n in pairs), now)
+    return Overlap(in_several, tuple((names[a], names[b], n) for a, b, n in pairs), now, tuple((a, b) for a, b, _ in pairs))
+
+
+def node_labels(customers: list[Customer]) -> None:
+    """Each customer's ``first_at`` and ``second_at``: the name on the canvas of the node
+    they are at in each journey (its id when it has none), from those versions' graphs."""
+    versions = {c.first_version for c in customers} | {c.second_version for c in customers}
+    labels = {
+        (pk, node["id"]): node.get("label") or node["id"]
+        for pk, graph in JourneyVersion.objects.filter(pk__in=versions).values_list("pk", "graph")
+        for node in graph.get("nodes", [])
+    }
+    for c in customers:
+        c.first_at = labels.get((c.first_version, c.first_node), c.first_node)
+        c.second_at = labels.get((c.second_version, c.second_node), c.second_node)
+
+
+def inside_both(first: int, second: int) -> QuerySet[Customer]:
+    """The customers inside both journeys now, with where they are in each (the node they
+    are at or waiting on, and when they entered), latest entry into the first first."""
+    inside = Enrollment.objects.filter(state__in=INSIDE, customer=OuterRef("pk")).order_by("-entered_at")
+    where = {}
+    for prefix, journey_id in (("first", first), ("second", second)):
+        mine = inside.filter(journey_id=journey_id)
+        where[f"{prefix}_node"] = Subquery(mine.values("current_node")[:1])
+        where[f"{prefix}_version"] = Subquery(mine.values("version_id")[:1])
+        where[f"{prefix}_entered"] = Subquery(mine.values("entered_at")[:1])
+    return (
+        Customer.objects.filter(Exists(inside.filter(journey_id=first)), Exists(inside.filter(journey_id=second)))
+        .annotate(**where).order_by("-first_entered", "pk")
+    )
 
 
 MASK_BITS = 63  # bits per mask column: a bigint, sign bit left alone

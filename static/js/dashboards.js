@@ -43,7 +43,15 @@
         indexAxis: spec.horizontal ? "y" : "x",
         responsive: true, maintainAspectRatio: false, animation: false,
         plugins: { legend: { display: spec.series.length > 1, position: "bottom", labels: { boxWidth: 12 } } },
-        scales: scales
+        scales: scales,
+        // A bar whose table row links somewhere (a customer, a pair of journeys) goes there.
+        onClick: function (_event, elements) {
+          var url = elements.length && spec.links[elements[0].index];
+          if (url) window.location.assign(url);
+        },
+        onHover: function (event, elements) {
+          event.native.target.style.cursor = elements.length && spec.links[elements[0].index] ? "pointer" : "default";
+        }
       }
     });
     canvas.dataset.drawn = "1";

@@ -86,3 +86,15 @@ def test_the_cadence_dashboard_draws_its_charts_with_data(page: Page, make_user,
 
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+
+    # A bar of the collisions chart opens the customers inside both journeys.
+    canvas = page.locator("#figure-overlap-pairs canvas")
+    canvas.scroll_into_view_if_needed()
+    bar = page.evaluate("""() => {
+        const bar = Chart.getChart(document.querySelector('#figure-overlap-pairs canvas')).getDatasetMeta(0).data[0];
+        return {x: bar.x - 5, y: bar.y};
+    }""")
+    box = canvas.bounding_box()
+    page.mouse.click(box["x"] + bar["x"], box["y"] + bar["y"])
+    expect(page.get_by_role("heading", level=1)).to_have_text("Inside Welcome and Win back")
+    expect(page.locator("#results .card-title")).to_have_text("8 customers")

@@ -26,12 +26,13 @@ class Chart:
     stacked: bool = False
     horizontal: bool = False
     y_title: str = ""
+    links: tuple[str, ...] = ()  # per label: where clicking its bars goes (what its table row links to)
 
     def config(self) -> dict:
         """The data and options the page's Chart.js reads (static/js/dashboards.js)."""
         return {
             "kind": self.kind, "labels": list(self.labels), "stacked": self.stacked,
-            "horizontal": self.horizontal, "yTitle": self.y_title,
+            "horizontal": self.horizontal, "yTitle": self.y_title, "links": list(self.links),
             "series": [{"label": s.label, "key": s.key, "values": list(s.values)} for s in self.series],
         }
 

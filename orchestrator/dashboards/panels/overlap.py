@@ -59,9 +59,9 @@ class Overlap:
                          for (a, b, n), ids in zip(self.pairs, self.pair_ids, strict=True)),
                    Chart("bar", tuple(f"{a} + {b}" for a, b, _ in self.pairs),
                          (Series("customers in both", tuple(n for *_, n in self.pairs)),), horizontal=True,
-                         y_title="customers"),
+                         y_title="customers", links=tuple(reverse("dashboards:overlap", args=ids) for ids in self.pair_ids)),
                    empty="No two live journeys share a customer.",
-                   note="In the table, each count links to the customers inside both journeys now."),
+                   note="Click a bar (or a count in the table) for the customers inside both journeys now."),
         ]
 
 

@@ -107,19 +107,19 @@ class Pressure:
                            "scopes cannot be read from daily counts and are listed as not measured.")
 
     def _heaviest_figure(self) -> Figure:
+        timelines = tuple(reverse("customers:profile", args=[h.customer_id]) for h in self.heaviest)
         rows = tuple(
-            (Link(h.name, reverse("customers:profile", args=[h.customer_id])), h.peak_day.isoformat(), h.peak,
-             h.period_total)
-            for h in self.heaviest
+            (Link(h.name, url), h.peak_day.isoformat(), h.peak, h.period_total)
+            for h, url in zip(self.heaviest, timelines, strict=True)
         )
         chart = Chart("bar", tuple(h.name for h in self.heaviest),
                       (Series("busiest day", tuple(h.peak for h in self.heaviest), key="all"),
                        Series("whole period", tuple(h.period_total for h in self.heaviest), key="email")),
-                      horizontal=True, y_title="messages")
+                      horizontal=True, y_title="messages", links=timelines)
         return Figure("heaviest", "Heaviest-messaged customers",
                       ("customer", "busiest day", "messages that day", "messages in period"), rows, chart,
-                      note="Ranked by their busiest day; all channels and categories. Each links to the timeline, "
-                           "which shows every message.")
+                      note="Ranked by their busiest day; all channels and categories. Click a bar (or a name) for "
+                           "the timeline, which shows every message.")
 
 
 def _percent(part: int, whole: int) -> float:

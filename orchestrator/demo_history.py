@@ -115,8 +115,9 @@ class Rows:
     messages: list[tuple[dict, list[tuple]]] = field(default_factory=list)
     # Journey enrollments (``demo_enrollments.Walk.record``), written after events and messages.
     enrollments: list[dict] = field(default_factory=list)
-    # Governor verdicts on campaign sends: (GovernorVerdict columns, the suppressed message's
-    # key or None); "customer" is the instance.
+    # Governor verdicts on the history's marketing sends (campaigns, reminders, journey
+    # sends): (GovernorVerdict columns, the suppressed message's key or None); "customer"
+    # is the instance.
     verdicts: list[tuple[dict, str | None]] = field(default_factory=list)
 
 
@@ -143,8 +144,8 @@ class Simulator:
         policy: Policy | None = None,
     ):
         self.seed, self.now, self.days = seed, now, days
-        # The workspace's frequency policy: campaign sends pass it as the governor would
-        # have judged them (None or an empty policy: nothing is held back).
+        # The workspace's frequency policy: the history's marketing sends pass it as the
+        # governor would have judged them (None or an empty policy: nothing is held back).
         self.policy = policy if policy is not None and policy.restricts_anything else None
         self.start = now - timedelta(days=days)
         # Live journeys by trigger event: their triggers in the last ENROL_DAYS enrol people.

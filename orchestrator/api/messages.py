@@ -188,11 +188,11 @@ def _send(record: IdempotentRequest, customer: Customer, body: dict, rendered: d
         first = dispatch_first(send_requests(record))
         held_until = hold(record, first)
         # Stored before commit, so a replay in the moment before the update below has it.
-        record.response_status, record.response_body = status.HTTP_201_CREATED, _representation(first, held_until)
+        record.response_status, record.response_body = status.HTTP_201_CREATED, representation(first, held_until)
         record.save(update_fields=["response_status", "response_body"])
     # After commit the delivery has run (and any fallback it caused): keep the response
     # the caller sees, for replays.
-    data = _representation(first, held_until)
+    data = representation(first, held_until)
     IdempotentRequest.objects.filter(pk=record.pk).update(response_body=data)
     record.refresh_from_db(fields=["fallbacks"])
     return Response({**data, "fallbacks": record.fallbacks}, status=status.HTTP_201_CREATED)
@@ -241,7 +241,7 @@ def release_held_send(record_id: int, channels: list[str], after_failure: str = 
         first = dispatch_first(requests)
         if first.result.outcome == Outcome.DUPLICATE:  # released already (a duplicated task)
             return first.result.outcome.value
-        result = _representation(first, hold(record, first, after_failure=after_failure))
+        result = representation(first, hold(record, first, after_failure=after_failure))
         if after_failure:
             for entry in record.fallbacks:
                 if entry["failed"]["id"] == after_failure:
@@ -281,7 +281,7 @@ def _with_fallbacks(record: IdempotentRequest) -> dict:
     return {**record.response_body, "fallbacks": record.fallbacks}
 
 
-def _representation(first: FirstSend, held_until: datetime | None = None) -> dict:
+def representation(first: FirstSend, held_until: datetime | None = None) -> dict:
     """The first result: the message that was queued (or the last refused), and why each
     channel before it was not used; when channels are held, the first of them, deferred
     until ``held_until``."""

@@ -56,7 +56,7 @@ from journeys.graph import nodes_by_id
 from journeys.models import JourneyStatus
 from journeys.nodes import BEST_CHANNEL, NodeKind, send_channels
 from orchestrator.api.idempotency import IdempotentRequest
-from orchestrator.api.messages import ENDPOINT, hold, send_requests
+from orchestrator.api.messages import ENDPOINT, hold, representation, send_requests
 from orchestrator.dispatch import (
     DispatchResult,
     FirstSend,
@@ -245,31 +245,17 @@ def _fall_back_api(failed: Message, now: datetime) -> DispatchResult | None:
         return None
     first = dispatch_first(requests)
     held_until = hold(record, first, after_failure=str(failed.public_id))
-    record.fallbacks.append({**_fallback_entry(failed, _why(failed), first, now), **_held(first, held_until)})
+    record.fallbacks.append(_fallback_entry(failed, _why(failed), first, held_until, now))
     record.save(update_fields=["fallbacks"])
     return first.result
-
-
-def _held(first: FirstSend, held_until: datetime | None) -> dict:
-    """Every channel after the failed one held back (quiet hours): the first of them, and
-    when they are tried again (``api.messages.release_held_send`` updates this entry)."""
-    if held_until is None:
-        return {"held_until": None}
-    return {"channel": next(iter(first.deferred)), "id": None, "status": MessageStatus.DEFERRED.value,
-            "held_until": held_until.isoformat()}
 
 
 def _fell_back(record: IdempotentRequest, failed: Message) -> bool:
     return any(entry["failed"]["id"] == str(failed.public_id) for entry in record.fallbacks)
 
 
-def _fallback_entry(failed: Message, why: str, first: FirstSend, now: datetime) -> dict:
-    message = Message.objects.filter(pk=first.result.message_id).values("public_id", "status").first()
-    return {
-        "failed": {"id": str(failed.public_id), "channel": failed.channel, "reason": why},
-        "id": str(message["public_id"]) if message else None,
-        "channel": first.channel,
-        "status": message["status"] if message else MessageStatus.DEFERRED.value,
-        "refusals": first.refusals,
-        "at": now.isoformat(),
-    }
+def _fallback_entry(failed: Message, why: str, first: FirstSend, held_until: datetime | None, now: datetime) -> dict:
+    """The hand-over as the API shows it: what failed, then what was sent instead (or is
+    held, until when), represented as the request's own first send is."""
+    return {"failed": {"id": str(failed.public_id), "channel": failed.channel, "reason": why},
+            **representation(first, held_until), "at": now.isoformat()}

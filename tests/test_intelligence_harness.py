@@ -131,11 +131,13 @@ def test_the_models_meet_the_channel_and_cold_start_aims_and_beat_the_baselines(
     assert rates["oracle"] > rates["model"] > max(rates["fixed"], rates["random"])
 
     # The issue aims at 80% of the oracle's lift. Over the whole policy period, learning
-    # included, this population gets 0.70; once learning has settled (the last 30 days)
-    # 0.76. What is missing is the cost of learning (bench/intelligence.py --diagnose: the
-    # same models handed the true rates and hours get 0.98). Pinned so it cannot regress.
-    assert result.lift_share_of_oracle >= 0.69
-    assert result.steady_lift_share_of_oracle >= 0.75
+    # included, this population gets 0.69; once learning has settled (the last 30 days)
+    # 0.73. (0.70 and 0.76 while the harness, unlike Chorus, smoothed each send-time
+    # profile toward the person's true cohort.) What is missing is the cost of learning
+    # (bench/intelligence.py --diagnose: the same models handed the true rates and hours
+    # get 0.98). Pinned so it cannot regress.
+    assert result.lift_share_of_oracle >= 0.68
+    assert result.steady_lift_share_of_oracle >= 0.73
 
     # About 5% of decisions (a send node's default) with history and a choice explore;
     # sends land near the best hour.

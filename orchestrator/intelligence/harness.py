@@ -168,7 +168,6 @@ class _World:
     config: HarnessConfig
     priors: Mapping[str, ChannelPrior] = field(default_factory=dict)
     population: tuple[float, ...] = ()
-    cohorts: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     generation: int = 0
 
     def refresh(self, learners: Sequence[_Learner], as_of: datetime) -> None:
@@ -177,13 +176,6 @@ class _World:
             states, channels=CHANNELS, as_of=as_of, config=self.config.affinity
         )
         self.population = pooled_distribution(learner.counts for learner in learners)
-        cohorts = {learner.person.truth.cohort for learner in learners}
-        self.cohorts = {
-            cohort: pooled_distribution(
-                ln.counts for ln in learners if ln.person.truth.cohort == cohort
-            )
-            for cohort in cohorts
-        }
         self.generation += 1
 
 
@@ -306,7 +298,6 @@ class _Learner:
             profile = customer_profile(
                 self.counts,
                 population=world.population,
-                cohort=world.cohorts.get(self.person.truth.cohort),
                 config=self.config.sendtime,
             )
             self.cached = (world.generation, profile)

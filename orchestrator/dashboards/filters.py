@@ -6,6 +6,7 @@ import datetime as dt
 from dataclasses import dataclass, replace
 from urllib.parse import urlencode
 
+from django.db.models import QuerySet
 from django.http import QueryDict
 
 from customers.enums import Category, Channel
@@ -36,6 +37,15 @@ class Filters:
     @property
     def days(self) -> list[dt.date]:
         return [self.since + dt.timedelta(days=i) for i in range((self.until - self.since).days + 1)]
+
+    def narrow(self, qs: QuerySet, *, channel: str | None = "channel", category: str | None = "category",
+               journey: str | None = "journey_id") -> QuerySet:
+        """``qs`` kept to the chosen channel, category and journey: each argument names the
+        field that holds it (None where that filter does not apply to the rows)."""
+        for field_name, value in ((channel, self.channel), (category, self.category), (journey, self.journey_id)):
+            if field_name and value:
+                qs = qs.filter(**{field_name: value})
+        return qs
 
     def query(self, **changes) -> str:
         """This filter set (with changes) as a query string."""

@@ -64,11 +64,7 @@ class Fatigue:
 def opt_outs(filters: Filters):
     qs = ConsentChange.objects.filter(changed_at__gte=filters.since_at, changed_at__lt=filters.until_at,
                                       status__in=OPT_OUTS)
-    if filters.channel:
-        qs = qs.filter(channel=filters.channel)
-    if filters.category:
-        qs = qs.filter(category=filters.category)
-    return qs.order_by()
+    return filters.narrow(qs, journey=None).order_by()
 
 
 def load(filters: Filters, now: dt.datetime) -> Fatigue:
@@ -83,11 +79,7 @@ def load(filters: Filters, now: dt.datetime) -> Fatigue:
 
 
 def _bounces(filters: Filters):
-    qs = BounceCount.objects.filter(day__gte=filters.since, day__lte=filters.until)
-    if filters.channel:
-        qs = qs.filter(channel=filters.channel)
-    if filters.category:
-        qs = qs.filter(category=filters.category)
+    qs = filters.narrow(BounceCount.objects.filter(day__gte=filters.since, day__lte=filters.until), journey=None)
     return [(c, n) for c, n in qs.order_by().values_list("channel").annotate(n=Sum("count")) if n]
 
 

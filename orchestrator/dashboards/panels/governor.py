@@ -60,14 +60,7 @@ class Governor:
 
 
 def verdicts(filters: Filters):
-    qs = GovernorVerdict.objects.filter(at__gte=filters.since_at, at__lt=filters.until_at)
-    if filters.channel:
-        qs = qs.filter(channel=filters.channel)
-    if filters.category:
-        qs = qs.filter(category=filters.category)
-    if filters.journey_id:
-        qs = qs.filter(journey_id=filters.journey_id)
-    return qs.order_by()
+    return filters.narrow(GovernorVerdict.objects.filter(at__gte=filters.since_at, at__lt=filters.until_at)).order_by()
 
 
 def load(filters: Filters, now: dt.datetime) -> Governor:

@@ -52,13 +52,7 @@ class Mix:
 
 
 def load(filters: Filters, now: dt.datetime) -> Mix:
-    qs = MixCount.objects.filter(day__gte=filters.since, day__lte=filters.until)
-    if filters.channel:
-        qs = qs.filter(channel=filters.channel)
-    if filters.category:
-        qs = qs.filter(category=filters.category)
-    if filters.journey_id:
-        qs = qs.filter(journey_id=filters.journey_id)
+    qs = filters.narrow(MixCount.objects.filter(day__gte=filters.since, day__lte=filters.until))
     rows = [(d, c, j, n) for d, c, j, n in qs.values_list("day", "channel", "journey_id").annotate(n=Sum("count")).order_by() if n]
     days = tuple(filters.days)
     index = {d: i for i, d in enumerate(days)}

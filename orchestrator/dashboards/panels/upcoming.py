@@ -78,10 +78,7 @@ def load(filters: Filters, now: dt.datetime) -> Upcoming:
         Q(due_at__isnull=False, holdout=False) & ~Q(state=EnrollmentState.EXITED),
         due_at__gte=now, due_at__lt=now + HORIZON,
     )
-    if filters.journey_id:
-        qs = qs.filter(journey_id=filters.journey_id)
-    if filters.category:
-        qs = qs.filter(journey__category=filters.category)
+    qs = filters.narrow(qs, channel=None, category="journey__category")  # channel: decided below, per node
     soon = Case(When(due_at__lt=now + SOON, then=Value(1)), default=Value(0), output_field=IntegerField())
     grouped = list(
         qs.annotate(soon=soon, day=TruncDate("due_at", tzinfo=dt.UTC)).order_by()
